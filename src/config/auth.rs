@@ -1,0 +1,1 @@
+//! Auth token files `{"Value": "...", "Issued": "..."}` (Go `sdk.AuthToken`, no JSON tags).

@@ -1,0 +1,19 @@
+//! meshd library: every part of the daemon, exposed for the binary, the integration tests,
+//! the demo and the benchmarks. Data flows one way: listener → router → relay_service
+//! (protocol validation → sessions → chain_client → signature) → notifier → servicer_api.
+
+pub mod app;
+pub mod chain_client;
+pub mod config;
+pub mod daemon;
+pub mod fleet;
+pub mod health;
+pub mod listener;
+pub mod notifier;
+pub mod outbound;
+pub mod protocol;
+pub mod relay_service;
+pub mod reply;
+pub mod router;
+pub mod servicer_api;
+pub mod sessions;

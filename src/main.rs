@@ -1,0 +1,151 @@
+//! meshd — the light half of a split Pocket node: serves relays for the servicers whose keys
+//! it holds, signs them, and notifies the servicer so it can claim them. See README.md.
+
+
+use std::ffi::OsString;
+
+use meshd::{config, daemon, protocol};
+use std::path::PathBuf;
+
+/// Exit code for bad configuration or usage: the operator must fix something.
+const EXIT_CONFIG: i32 = 2;
+
+const USAGE: &str = "\
+meshd — light Pocket relay node (Geo-Mesh compatible)
+
+USAGE:
+  meshd start --datadir DIR [--config FILE] [--simulate-relay]
+      Serve relays. Reads DIR/config.json (or DIR/config/config.json, or FILE).
+  meshd check-config --datadir DIR [--config FILE]
+      Validate every file and print what would be loaded; exit 2 on any error.
+  meshd address <public-key-hex | private-key-hex>
+      Print the address (and public key) of an ed25519 key.
+  meshd --version | --help
+
+Environment: RUST_LOG overrides log_level; BLOCKING_MAX_THREADS caps the blocking pool (default 32).
+";
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    std::process::exit(run(args));
+}
+
+fn run(args: Vec<OsString>) -> i32 {
+    let Some(command) = args.first().and_then(|a| a.to_str()).map(str::to_string) else {
+        eprint!("{USAGE}");
+        return EXIT_CONFIG;
+    };
+    let rest = args[1..].to_vec();
+    let result = match command.as_str() {
+        "start" => cmd_start(rest),
+        "check-config" => cmd_check_config(rest),
+        "address" => cmd_address(rest),
+        "--version" | "-V" | "version" => {
+            println!("meshd {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        "--help" | "-h" | "help" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("meshd: {message}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// Options shared by `start` and `check-config`.
+struct DataDirArgs {
+    datadir: PathBuf,
+    config: Option<PathBuf>,
+    simulate_relay: bool,
+}
+
+fn parse_datadir_args(args: Vec<OsString>, allow_simulate: bool) -> Result<DataDirArgs, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let (mut datadir, mut config, mut simulate_relay) = (None, None, false);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("datadir") => datadir = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("config") => config = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("simulate-relay") | Long("simulateRelay") if allow_simulate => simulate_relay = true,
+            other => return Err(format!("{}\n\n{USAGE}", other.unexpected())),
+        }
+    }
+    let datadir = datadir.ok_or_else(|| format!("--datadir DIR is required\n\n{USAGE}"))?;
+    Ok(DataDirArgs { datadir, config, simulate_relay })
+}
+
+fn load_config(args: &DataDirArgs) -> Result<config::Loaded, String> {
+    config::load(&args.datadir, args.config.as_deref()).map_err(|e| format!("configuration error: {e}"))
+}
+
+fn init_logging(log_level: &str) -> Result<(), String> {
+    let level = config::settings::parse_log_level(log_level).map_err(|e| format!("configuration error: log_level: {e}"))?;
+    simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .env()
+        .with_utc_timestamps()
+        .init()
+        .map_err(|e| format!("cannot start logging: {e}"))
+}
+
+fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
+    let args = parse_datadir_args(args, true)?;
+    let mut loaded = load_config(&args)?;
+    init_logging(&loaded.settings.log_level)?;
+    for warning in &loaded.warnings {
+        log::warn!("event=config_warning {warning}");
+    }
+    if loaded.mesh_token.is_none() {
+        let path = loaded.resolve(&loaded.settings.auth_token_file);
+        let token = config::auth::create_token(&path).map_err(|e| format!("configuration error: {e}"))?;
+        log::warn!("event=token_created file={} (private routes need this token in the Authorization header)", path.display());
+        loaded.mesh_token = Some(token);
+    }
+    log::info!(
+        "event=starting version={} config={} nodes={} chains={}",
+        env!("CARGO_PKG_VERSION"),
+        loaded.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(defaults)".into()),
+        loaded.nodes.len(),
+        loaded.chains.len()
+    );
+    daemon::run(loaded, daemon::StartOptions { simulate_relay: args.simulate_relay, on_ready: None }).map_err(|e| {
+        log::error!("event=fatal error={e:?}");
+        e
+    })?;
+    Ok(0)
+}
+
+fn cmd_check_config(args: Vec<OsString>) -> Result<i32, String> {
+    let args = parse_datadir_args(args, false)?;
+    let loaded = load_config(&args)?;
+    print!("{}", config::describe(&loaded));
+    println!("configuration OK");
+    Ok(0)
+}
+
+fn cmd_address(args: Vec<OsString>) -> Result<i32, String> {
+    let [key] = args.as_slice() else {
+        return Err(format!("address takes exactly one hex key\n\n{USAGE}"));
+    };
+    let key = key.to_str().ok_or("the key must be hex text")?.trim();
+    let public = match key.len() {
+        64 => {
+            let mut public = [0u8; 32];
+            hex::decode_to_slice(key, &mut public).map_err(|e| format!("public key: invalid hex: {e}"))?;
+            public
+        }
+        128 => protocol::KeyPair::from_hex(key).map_err(|e| format!("private key: {e}"))?.public_bytes(),
+        n => return Err(format!("expected a 64-hex public key or a 128-hex private key, got {n} characters")),
+    };
+    println!("address    {}", hex::encode(protocol::address_of(&public)));
+    println!("public_key {}", hex::encode(public));
+    Ok(0)
+}

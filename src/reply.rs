@@ -1,0 +1,98 @@
+//! HTTP answers in the shapes clients expect: the servicer's relay success and error bodies
+//! (Go `WriteJSONResponse`: sorted keys, HTML-escaped strings, trailing newline) and the
+//! `{"code","message"}` shape of other routes.
+
+use serde_json::Value;
+
+use crate::protocol::{gojson, PocketError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Add the relay route's permissive CORS headers.
+    pub cors: bool,
+}
+
+pub const JSON: &str = "application/json; charset=utf-8";
+
+impl Reply {
+    pub fn json(status: u16, body: Vec<u8>) -> Reply {
+        Reply { status, content_type: JSON, body, cors: false }
+    }
+    pub fn with_cors(mut self) -> Reply {
+        self.cors = true;
+        self
+    }
+}
+
+/// 200 `{"response":…,"signature":…}\n` — keys sorted as Go's map re-encoding leaves them.
+pub fn relay_ok(response: &str, signature_hex: &str) -> Reply {
+    let mut body = Vec::with_capacity(response.len() + 180);
+    body.extend_from_slice(b"{\"response\":");
+    gojson::write_string(&mut body, response);
+    body.extend_from_slice(b",\"signature\":");
+    gojson::write_string(&mut body, signature_hex);
+    body.extend_from_slice(b"}\n");
+    Reply::json(200, body).with_cors()
+}
+
+/// 400 `{"dispatch":…,"error":{"code":N,"codespace":"…","message":"…"}}\n`, a real servicer's shape.
+pub fn relay_error(error: &PocketError, dispatch: Option<&Value>) -> Reply {
+    let mut body = Vec::with_capacity(160);
+    body.extend_from_slice(b"{\"dispatch\":");
+    match dispatch {
+        Some(d) => gojson::write_value(&mut body, d),
+        None => body.extend_from_slice(b"null"),
+    }
+    body.extend_from_slice(b",\"error\":{\"code\":");
+    body.extend_from_slice(error.code.to_string().as_bytes());
+    body.extend_from_slice(b",\"codespace\":");
+    gojson::write_string(&mut body, error.codespace);
+    body.extend_from_slice(b",\"message\":");
+    gojson::write_string(&mut body, &error.message);
+    body.extend_from_slice(b"}}\n");
+    Reply::json(400, body).with_cors()
+}
+
+/// `{"code":<status>,"message":"…"}\n` (Go `WriteErrorResponse`).
+pub fn http_error(status: u16, message: &str) -> Reply {
+    let mut body = Vec::with_capacity(message.len() + 32);
+    body.extend_from_slice(b"{\"code\":");
+    body.extend_from_slice(status.to_string().as_bytes());
+    body.extend_from_slice(b",\"message\":");
+    gojson::write_string(&mut body, message);
+    body.extend_from_slice(b"}\n");
+    Reply::json(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_error_has_the_real_servicer_shape() {
+        let e = PocketError::pocket(74, "the request hash does not match the payload hash");
+        let r = relay_error(&e, None);
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            String::from_utf8(r.body).unwrap(),
+            "{\"dispatch\":null,\"error\":{\"code\":74,\"codespace\":\"pocketcore\",\"message\":\"the request hash does not match the payload hash\"}}\n"
+        );
+    }
+
+    #[test]
+    fn relay_ok_escapes_like_go_and_ends_with_newline() {
+        let r = relay_ok("{\"a\":\"<b>\"}", "ab");
+        assert_eq!(String::from_utf8(r.body).unwrap(), "{\"response\":\"{\\\"a\\\":\\\"\\u003cb\\u003e\\\"}\",\"signature\":\"ab\"}\n");
+    }
+
+    #[test]
+    fn dispatch_is_reencoded_with_sorted_keys() {
+        let d: Value = serde_json::from_str(r#"{"session":{"nodes":[],"header":{"chain":"0021"}},"block_height":101}"#).unwrap();
+        let r = relay_error(&PocketError::pocket(71, "over"), Some(&d));
+        let text = String::from_utf8(r.body).unwrap();
+        assert!(text.starts_with("{\"dispatch\":{\"block_height\":101,\"session\":{\"header\":{\"chain\":\"0021\"},\"nodes\":[]}},"), "{text}");
+    }
+}

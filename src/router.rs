@@ -1,0 +1,70 @@
+//! Routes one HTTP request to its handler, under the `client_rpc_timeout` bound.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::chain_client::ChainCall;
+use crate::listener::{read_body, respond};
+use crate::protocol::{gojson, Payload};
+use crate::relay_service;
+use crate::reply::{http_error, Reply};
+
+pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
+    let method = request.method().as_str().to_ascii_uppercase();
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let (request, body) = read_body(request, app.settings.client_rpc_max_bytes_size).await;
+    let reply = match body {
+        Err(reply) => reply,
+        Ok(body) => {
+            let timeout = Duration::from_millis(app.settings.client_rpc_timeout.max(1));
+            futures_lite::future::or(route(&app, &method, &path, body), async move {
+                async_io::Timer::after(timeout).await;
+                http_error(503, "server Timeout Handling Request")
+            })
+            .await
+        }
+    };
+    respond(request, reply).await;
+}
+
+async fn route(app: &Rc<App>, method: &str, path: &str, body: Vec<u8>) -> Reply {
+    match (method, path) {
+        ("POST", "/v1/client/relay") => relay_service::handle(app, body).await,
+        ("OPTIONS", "/v1/client/relay") => Reply::json(200, Vec::new()).with_cors(),
+        ("POST", "/v1/client/sim") if app.simulate_relay => simulate_relay(app, body).await,
+        _ => http_error(404, &format!("no route for {method} {path}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct SimRelay {
+    relay_network_id: String,
+    #[serde(default)]
+    payload: Payload,
+}
+
+/// `--simulate-relay`: run the chain call of a payload with no validation and no signature
+/// (the incumbent's `/v1/client/sim`), answering the chain body as a JSON string.
+async fn simulate_relay(app: &App, body: Vec<u8>) -> Reply {
+    let sim: SimRelay = match serde_json::from_slice(&body) {
+        Ok(sim) => sim,
+        Err(e) => return http_error(400, &format!("invalid simulation body: {e}")),
+    };
+    let Some(chain) = app.chains.get(&sim.relay_network_id) else {
+        return http_error(400, &format!("chain {} is not in chains.json", sim.relay_network_id));
+    };
+    let s = &app.settings;
+    let call = ChainCall::new(chain, &sim.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
+    let agent = app.chain_agent.clone();
+    match smol::unblock(move || call.execute(&agent)).await {
+        Ok(text) => {
+            let mut out = Vec::with_capacity(text.len() + 3);
+            gojson::write_string(&mut out, &text);
+            Reply::json(200, out)
+        }
+        Err(e) => http_error(400, &e),
+    }
+}

@@ -1,0 +1,277 @@
+//! Session cache: one entry per (session header, servicer), filled from the servicer's
+//! `POST /v1/private/mesh/session`. Concurrent relays of a new session share one fetch;
+//! the servicer's `remaining_relays` is enforced before serving; refusals are remembered
+//! briefly so a burst of bad relays does not hammer the servicer.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use serde_json::Value;
+
+use crate::protocol::PocketError;
+use crate::servicer_api::SessionGrant;
+
+/// How long a servicer's refusal (45, 60, 90, …) answers for the same session without asking again.
+pub const REFUSAL_TTL: Duration = Duration::from_secs(5);
+/// How long an unreachable servicer answers for the same session without asking again.
+pub const UNREACHABLE_TTL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    /// SHA3 of the session header (app key, chain, session height).
+    pub header: [u8; 32],
+    /// Servicer public key.
+    pub servicer: [u8; 32],
+}
+
+/// A live session meshd serves under.
+#[derive(Debug)]
+pub struct Session {
+    pub height: i64,
+    /// Relays the servicer still accepts, as of the fetch, minus what meshd reserved since.
+    remaining: Cell<i64>,
+    served: Cell<u64>,
+    proofs: RefCell<HashSet<[u8; 32]>>,
+    pub dispatch: Option<Value>,
+}
+
+/// Why a relay may not be served under a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    Duplicate,
+    OverService,
+}
+
+impl Session {
+    pub fn new(height: i64, grant: SessionGrant) -> Session {
+        Session {
+            height,
+            remaining: Cell::new(grant.remaining_relays),
+            served: Cell::new(0),
+            proofs: RefCell::new(HashSet::new()),
+            dispatch: grant.dispatch,
+        }
+    }
+
+    /// Reserve one relay: refuses a proof already served (37) and a spent budget (71).
+    /// Single-threaded executor: check-and-reserve cannot interleave.
+    pub fn reserve(&self, proof_hash: [u8; 32]) -> Result<(), Refusal> {
+        if self.proofs.borrow().contains(&proof_hash) {
+            return Err(Refusal::Duplicate);
+        }
+        if self.remaining.get() <= 0 {
+            return Err(Refusal::OverService);
+        }
+        self.proofs.borrow_mut().insert(proof_hash);
+        self.remaining.set(self.remaining.get() - 1);
+        self.served.set(self.served.get() + 1);
+        Ok(())
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.get()
+    }
+    pub fn remaining(&self) -> i64 {
+        self.remaining.get()
+    }
+}
+
+/// Why no session could be had.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionFailure {
+    /// The servicer answered with a Pocket error (e.g. 45 app not found, 60, 71).
+    Refused(PocketError),
+    /// The servicer could not be asked (transport error, odd answer); the text says why.
+    Unreachable(String),
+}
+
+enum Slot {
+    Fetching(Rc<Event>),
+    Ready(Rc<Session>),
+    Failed { failure: SessionFailure, until: Instant },
+}
+
+#[derive(Default)]
+pub struct SessionCache {
+    slots: RefCell<HashMap<SessionId, Slot>>,
+}
+
+/// Marks an abandoned fetch (the awaiting task was dropped) as failed so waiters wake up.
+struct FetchGuard<'a> {
+    cache: &'a SessionCache,
+    id: SessionId,
+    event: Rc<Event>,
+    done: bool,
+}
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let failure = SessionFailure::Unreachable("session fetch was cancelled".into());
+            self.cache.slots.borrow_mut().insert(self.id, Slot::Failed { failure, until: Instant::now() });
+            self.event.notify(usize::MAX);
+        }
+    }
+}
+
+impl SessionCache {
+    pub fn new() -> SessionCache {
+        SessionCache::default()
+    }
+
+    /// The cached session, or the result of `fetch` — run by the first caller only, while
+    /// concurrent callers for the same id wait for its answer.
+    pub async fn get<F, Fut>(&self, id: SessionId, height: i64, fetch: F) -> Result<Rc<Session>, SessionFailure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Result<SessionGrant, PocketError>, String>>,
+    {
+        let mut fetch = Some(fetch);
+        loop {
+            let listener = {
+                let mut slots = self.slots.borrow_mut();
+                match slots.get(&id) {
+                    Some(Slot::Ready(session)) => return Ok(session.clone()),
+                    Some(Slot::Failed { failure, until }) if Instant::now() < *until => return Err(failure.clone()),
+                    Some(Slot::Fetching(event)) => event.listen(),
+                    _ => {
+                        let event = Rc::new(Event::new());
+                        slots.insert(id, Slot::Fetching(event.clone()));
+                        drop(slots);
+                        let mut guard = FetchGuard { cache: self, id, event, done: false };
+                        let fetch = fetch.take().expect("a caller fetches at most once");
+                        let outcome = fetch().await;
+                        let (slot, result) = match outcome {
+                            Ok(Ok(grant)) => {
+                                let session = Rc::new(Session::new(height, grant));
+                                (Slot::Ready(session.clone()), Ok(session))
+                            }
+                            Ok(Err(refusal)) => {
+                                let failure = SessionFailure::Refused(refusal);
+                                (Slot::Failed { failure: failure.clone(), until: Instant::now() + REFUSAL_TTL }, Err(failure))
+                            }
+                            Err(text) => {
+                                let failure = SessionFailure::Unreachable(text);
+                                (Slot::Failed { failure: failure.clone(), until: Instant::now() + UNREACHABLE_TTL }, Err(failure))
+                            }
+                        };
+                        self.slots.borrow_mut().insert(id, slot);
+                        guard.done = true;
+                        guard.event.notify(usize::MAX);
+                        return result;
+                    }
+                }
+            };
+            listener.await;
+        }
+    }
+
+    /// Drop sessions below `min_height` (no longer claimable or servable) and expired refusals.
+    /// Returns how many entries were removed.
+    pub fn evict_below(&self, min_height: i64) -> usize {
+        let now = Instant::now();
+        let mut slots = self.slots.borrow_mut();
+        let before = slots.len();
+        slots.retain(|_, slot| match slot {
+            Slot::Ready(s) => s.height >= min_height,
+            Slot::Failed { until, .. } => *until > now,
+            Slot::Fetching(_) => true,
+        });
+        before - slots.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn id(n: u8) -> SessionId {
+        SessionId { header: [n; 32], servicer: [0; 32] }
+    }
+    fn grant(remaining: i64) -> SessionGrant {
+        SessionGrant { remaining_relays: remaining, dispatch: None }
+    }
+
+    #[test]
+    fn concurrent_relays_share_one_fetch() {
+        let cache = SessionCache::new();
+        let calls = Cell::new(0);
+        let ex = smol::LocalExecutor::new();
+        smol::block_on(ex.run(async {
+            let fetch = || async {
+                calls.set(calls.get() + 1);
+                async_io::Timer::after(Duration::from_millis(30)).await;
+                Ok(Ok(grant(10)))
+            };
+            let (a, (b, c)) = futures_lite::future::zip(
+                cache.get(id(1), 5, fetch),
+                futures_lite::future::zip(cache.get(id(1), 5, fetch), cache.get(id(1), 5, fetch)),
+            )
+            .await;
+            assert!(Rc::ptr_eq(&a.unwrap(), &b.unwrap()));
+            assert!(c.is_ok());
+        }));
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn budget_and_duplicates_are_enforced_before_serving() {
+        let s = Session::new(5, grant(2));
+        assert_eq!(s.reserve([1; 32]), Ok(()));
+        assert_eq!(s.reserve([1; 32]), Err(Refusal::Duplicate));
+        assert_eq!(s.reserve([2; 32]), Ok(()));
+        assert_eq!(s.reserve([3; 32]), Err(Refusal::OverService));
+        assert_eq!(s.served(), 2);
+        assert_eq!(s.remaining(), 0);
+    }
+
+    #[test]
+    fn refusals_are_cached_briefly_and_eviction_drops_old_sessions() {
+        let cache = SessionCache::new();
+        let calls = Cell::new(0);
+        smol::block_on(async {
+            for _ in 0..3 {
+                let r = cache
+                    .get(id(2), 5, || async {
+                        calls.set(calls.get() + 1);
+                        Ok(Err(PocketError::pocket(45, "the app could not be found in the world state")))
+                    })
+                    .await;
+                assert!(matches!(r, Err(SessionFailure::Refused(e)) if e.code == 45));
+            }
+            cache.get(id(3), 9, || async { Ok(Ok(grant(1))) }).await.unwrap();
+            cache.get(id(4), 13, || async { Ok(Ok(grant(1))) }).await.unwrap();
+        });
+        assert_eq!(calls.get(), 1, "the refusal must be served from cache");
+        assert_eq!(cache.evict_below(10), 1);
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_cancelled_fetch_wakes_waiters_instead_of_hanging_them() {
+        let cache = SessionCache::new();
+        smol::block_on(async {
+            let slow = cache.get(id(5), 5, || async {
+                async_io::Timer::after(Duration::from_secs(60)).await;
+                Ok(Ok(grant(1)))
+            });
+            // Poll the slow fetch briefly, then drop it.
+            let _ = futures_lite::future::or(async { slow.await.ok() }, async {
+                async_io::Timer::after(Duration::from_millis(20)).await;
+                None
+            })
+            .await;
+            let r = cache.get(id(5), 5, || async { Ok(Ok(grant(3))) }).await;
+            assert_eq!(r.unwrap().remaining(), 3);
+        });
+    }
+}
