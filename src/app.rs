@@ -1,5 +1,5 @@
 //! The daemon's shared state, built once from the loaded configuration and shared by
-//! `Rc` on the single executor thread: fleet, chains, HTTP agents, health, sessions, notifier.
+//! `Rc` on the single executor thread: fleet, chains, HTTP agents, health, sessions, queue, notifier.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -9,6 +9,7 @@ use crate::config::{Chain, Loaded, Settings};
 use crate::fleet::Fleet;
 use crate::health::Health;
 use crate::notifier::Notifier;
+use crate::queue::Writer;
 use crate::outbound::{agent, AgentSettings};
 use crate::servicer_api::ServicerEndpoint;
 use crate::sessions::SessionCache;
@@ -20,8 +21,11 @@ pub struct Counters {
     pub rejected: Cell<u64>,
     pub chain_errors: Cell<u64>,
     pub notified: Cell<u64>,
-    pub notify_rejected: Cell<u64>,
-    pub notify_failed: Cell<u64>,
+    /// Notifies answered 37: the servicer already had the proof (counted as delivered).
+    pub notify_already_known: Cell<u64>,
+    pub dead_lettered: Cell<u64>,
+    /// Relays refused with 503 because the queue was near full.
+    pub queue_full: Cell<u64>,
 }
 
 pub struct App {
@@ -36,12 +40,14 @@ pub struct App {
     pub health: Health,
     pub sessions: SessionCache,
     pub notifier: Notifier,
+    /// The durable relay queue (group-committing writer over the LMDB store).
+    pub queue: Writer,
     pub counters: Counters,
     pub simulate_relay: bool,
 }
 
 impl App {
-    pub fn new(loaded: &Loaded, simulate_relay: bool) -> App {
+    pub fn new(loaded: &Loaded, simulate_relay: bool, queue: Writer) -> App {
         let s = loaded.settings.clone();
         let fleet = Fleet::new(&loaded.nodes);
         let chains: HashMap<String, Chain> = loaded.chains.iter().map(|c| (c.id.clone(), c.clone())).collect();
@@ -62,7 +68,8 @@ impl App {
         let node_count = fleet.nodes.len();
         App {
             health: Health::new(node_count, Duration::from_secs(s.node_check_interval.max(1))),
-            notifier: Notifier::new(node_count, s.servicer_max_workers_capacity as usize),
+            notifier: Notifier::new(node_count),
+            queue,
             sessions: SessionCache::new(),
             counters: Counters::default(),
             servicer_token: loaded.servicer_token.clone(),

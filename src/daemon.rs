@@ -4,6 +4,7 @@
 
 use std::num::NonZeroUsize;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
@@ -11,6 +12,7 @@ use crate::config::Loaded;
 use crate::listener::Listener;
 use crate::notifier::Notifier;
 use crate::protocol::session::latest_session_height;
+use crate::queue::{writer, Durability, Store, WriteOp, Writer};
 use crate::router;
 
 /// Blocking-pool cap unless `BLOCKING_MAX_THREADS` says otherwise (blocking 1.7 never shrinks
@@ -27,24 +29,31 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
     if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
         blocking::set_max_blocking_threads(NonZeroUsize::new(DEFAULT_BLOCKING_THREADS).expect("non-zero"));
     }
-    let app = Rc::new(App::new(&loaded, options.simulate_relay));
+    let store = Arc::new(open_queue(&loaded)?);
+    let (queue, writer_task) = Writer::new(store.clone());
+    let app = Rc::new(App::new(&loaded, options.simulate_relay, queue));
     // One executor for the life of the process; leaking it gives tasks a 'static home.
     let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
     smol::block_on(ex.run(async {
+        ex.spawn(writer_task).detach();
+        if loaded.settings.relay_durability == "async" {
+            ex.spawn(writer::periodic_sync(store.clone())).detach();
+        }
         for node in 0..app.fleet.nodes.len() {
             ex.spawn(check_loop(app.clone(), node)).detach();
         }
         wait_first_checks(&app).await;
         let listen = format!("{}:{}", app.settings.listen_address, app.settings.rpc_port);
         let (listener, requests) = Listener::bind(&listen)?;
-        Notifier::spawn_workers(&app, ex);
+        Notifier::spawn_dispatchers(&app, ex);
         ex.spawn(session_cleanup(app.clone())).detach();
         log::info!(
-            "meshd ready: relay listener on {} serving {} servicers for {} nodes, {} chains",
+            "meshd ready: relay listener on {} serving {} servicers for {} nodes, {} chains; queue: {}",
             listener.addr,
             app.fleet.servicer_count(),
             app.fleet.nodes.len(),
-            app.chains.len()
+            app.chains.len(),
+            queue_summary(&store)
         );
         if let Some(ready) = options.on_ready.take() {
             ready(listener.addr);
@@ -55,6 +64,19 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         listener.close();
         Ok(())
     }))
+}
+
+fn open_queue(loaded: &Loaded) -> Result<Store, String> {
+    let s = &loaded.settings;
+    let durability = if s.relay_durability == "async" { Durability::Async } else { Durability::Sync };
+    Store::open(&loaded.resolve(&s.relay_queue_dir), s.relay_queue_map_size, durability)
+}
+
+fn queue_summary(store: &Store) -> String {
+    match store.stats() {
+        Ok(st) => format!("{} pending (resuming), {} dead letters, {} MiB of {} MiB used", st.pending, st.dead, st.used_bytes >> 20, st.map_bytes >> 20),
+        Err(e) => format!("stats unavailable: {e}"),
+    }
 }
 
 /// Give every node one chance to answer before opening the listener, bounded by the servicer
@@ -108,17 +130,20 @@ async fn check_loop(app: Rc<App>, node: usize) {
     }
 }
 
-/// Evict sessions three sessions behind the newest height any node reported.
+/// Sessions this many sessions behind the newest height can no longer be served or notified
+/// (servicers allow a couple of sessions of tolerance; this keeps a margin above that).
+pub const SESSIONS_KEPT: i64 = 4;
+
+/// Evict old sessions from the cache and prune their proofs from the duplicate index.
 async fn session_cleanup(app: Rc<App>) {
     let interval = Duration::from_secs(app.settings.session_cache_clean_up_interval.max(1));
     loop {
         async_io::Timer::after(interval).await;
         if let Some((height, bps)) = app.health.max_height() {
-            let min_height = latest_session_height(height, bps) - 3 * bps;
+            let min_height = latest_session_height(height, bps) - SESSIONS_KEPT * bps;
             let removed = app.sessions.evict_below(min_height);
-            if removed > 0 {
-                log::info!("event=sessions_evicted removed={removed} below_height={min_height} cached={}", app.sessions.len());
-            }
+            app.queue.write(WriteOp::PruneProofs { below_session_height: min_height }).await;
+            log::info!("event=sessions_pruned evicted={removed} below_height={min_height} cached={}", app.sessions.len());
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct Node {
     pub urls: Vec<String>,
     /// Addresses (hex) of the servicers this node owns, sent in every check.
     pub addresses: Vec<String>,
+    /// The same addresses as bytes: the queue's per-servicer key prefixes.
+    pub address_bytes: Vec<[u8; 20]>,
 }
 
 impl Node {
@@ -40,11 +42,13 @@ impl Fleet {
         let mut fleet = Fleet::default();
         for (index, entry) in entries.iter().enumerate() {
             let mut addresses = Vec::with_capacity(entry.keys.len());
+            let mut address_bytes = Vec::with_capacity(entry.keys.len());
             for key in &entry.keys {
                 addresses.push(key.address_hex.clone());
+                address_bytes.push(crate::protocol::address_of(&key.public_bytes()));
                 fleet.by_public_key.insert(key.public_bytes(), Servicer { key: key.clone(), node: index });
             }
-            fleet.nodes.push(Node { name: entry.name.clone(), urls: entry.urls.clone(), addresses });
+            fleet.nodes.push(Node { name: entry.name.clone(), urls: entry.urls.clone(), addresses, address_bytes });
         }
         fleet
     }

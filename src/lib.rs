@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod chain_client;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod fleet;
@@ -12,6 +13,7 @@ pub mod listener;
 pub mod notifier;
 pub mod outbound;
 pub mod protocol;
+pub mod queue;
 pub mod relay_service;
 pub mod reply;
 pub mod router;

@@ -42,7 +42,7 @@ impl Listener {
 
 /// Read a request body of at most `limit` bytes; `Err(reply)` is the 413 or 400 to send.
 pub async fn read_body(request: tiny_http::Request, limit: u64) -> (tiny_http::Request, Result<Vec<u8>, Reply>) {
-    let too_large = || http_error(413, &format!("Request body too large. Max allowed bytes is: {limit}"));
+    let too_large = move || http_error(413, &format!("Request body too large. Max allowed bytes is: {limit}"));
     if request.body_length().is_some_and(|n| n as u64 > limit) {
         return (request, Err(too_large()));
     }

@@ -18,6 +18,9 @@ USAGE:
       Serve relays. Reads DIR/config.json (or DIR/config/config.json, or FILE).
   meshd check-config --datadir DIR [--config FILE]
       Validate every file and print what would be loaded; exit 2 on any error.
+  meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADDRESS]
+      Inspect the durable relay queue (safe while the daemon runs), list dead letters with
+      their reasons, or move dead letters back to pending.
   meshd address <public-key-hex | private-key-hex>
       Print the address (and public key) of an ed25519 key.
   meshd --version | --help
@@ -40,6 +43,7 @@ fn run(args: Vec<OsString>) -> i32 {
         "start" => cmd_start(rest),
         "check-config" => cmd_check_config(rest),
         "address" => cmd_address(rest),
+        "queue" => cmd_queue(rest),
         "--version" | "-V" | "version" => {
             println!("meshd {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -128,6 +132,41 @@ fn cmd_check_config(args: Vec<OsString>) -> Result<i32, String> {
     let loaded = load_config(&args)?;
     print!("{}", config::describe(&loaded));
     println!("configuration OK");
+    Ok(0)
+}
+
+fn cmd_queue(args: Vec<OsString>) -> Result<i32, String> {
+    use meshd::queue::{cli, Durability, Store};
+    let Some(sub) = args.first().and_then(|a| a.to_str()) else {
+        return Err(format!("queue needs a subcommand: stats, dead or replay-dead\n\n{USAGE}"));
+    };
+    let command = match sub {
+        "stats" => cli::Command::Stats,
+        "dead" => cli::Command::Dead,
+        "replay-dead" => cli::Command::ReplayDead,
+        other => return Err(format!("unknown queue subcommand {other:?} (stats, dead, replay-dead)")),
+    };
+    // Peel off --servicer, leave the rest to the data-dir parser.
+    let mut rest = Vec::new();
+    let mut servicer = None;
+    let mut iter = args[1..].iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--servicer" {
+            let value = iter.next().and_then(|v| v.to_str()).ok_or("--servicer needs a 40-hex address")?;
+            let mut address = [0u8; 20];
+            hex::decode_to_slice(value.trim(), &mut address).map_err(|e| format!("--servicer {value:?}: not a 40-hex address: {e}"))?;
+            servicer = Some(address);
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    let args = parse_datadir_args(rest, false)?;
+    let loaded = load_config(&args)?;
+    let s = &loaded.settings;
+    let dir = loaded.resolve(&s.relay_queue_dir);
+    let store = Store::open(&dir, s.relay_queue_map_size, Durability::Sync)?;
+    let out = cli::run(&store, command, servicer)?;
+    print!("{out}");
     Ok(0)
 }
 

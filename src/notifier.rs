@@ -1,55 +1,68 @@
-//! Notifier: delivers every served relay to the servicer node that claims it
-//! (`POST /v1/private/mesh/relay`), with a bounded number of notifies in flight per node and
-//! exponential backoff between `servicer_retry_wait_min` and `_max`.
-//! This version keeps its queue in memory; the durable LMDB queue replaces it (issue B).
+//! Notifier: drains the durable queue to the servicer nodes (`POST /v1/private/mesh/relay`).
+//!
+//! One dispatcher per node walks its servicers' FIFOs in LMDB and keeps at most
+//! [`IN_FLIGHT_PER_NODE`] notifies in flight. Answers decide what happens to a record:
+//! - accepted, or 37 (the servicer already has the proof) → deleted;
+//! - a non-retryable code → dead-letter store with the servicer's reason;
+//! - a retryable code → retried with backoff between `servicer_retry_wait_min/max`; after
+//!   `servicer_retry_max_times` it moves to a slow lane (every [`SLOW_LANE`]) until its session
+//!   can no longer be claimed, then to the dead-letter store — never dropped silently;
+//! - the node is down (transport error, 5xx, syncing) → the node pauses with backoff and the
+//!   record is untouched: an outage costs no attempts and loses nothing.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
 
 use crate::app::App;
+use crate::protocol::session::latest_session_height;
+use crate::queue::record::now_ms;
+use crate::queue::{PendingKey, QueuedRelay, WriteOp, WriteResult};
 use crate::servicer_api::NotifyOutcome;
 
 /// Notifies in flight per servicer node.
-pub const IN_FLIGHT_PER_NODE: usize = 4;
+pub const IN_FLIGHT_PER_NODE: usize = 8;
+/// Records read from LMDB per dispatcher pass.
+pub const SCAN_BATCH: usize = 64;
+/// Retry interval once a relay has used its `servicer_retry_max_times` attempts.
+pub const SLOW_LANE: Duration = Duration::from_secs(60);
+/// Longest a dispatcher sleeps without a wake-up (also picks up `meshd queue replay-dead`).
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// One served relay waiting to be claimed by its servicer.
-#[derive(Debug, Clone)]
-pub struct NotifyJob {
-    pub node: usize,
-    pub servicer_address: String,
-    pub chain: String,
-    pub app_public_key: String,
-    /// The relay exactly as the client sent it.
-    pub relay_json: Arc<Vec<u8>>,
+/// Per-node delivery state shared by its dispatcher and deliveries.
+#[derive(Default)]
+struct NodeLane {
+    wake: Event,
+    in_flight: RefCell<HashSet<PendingKey>>,
+    paused_until: Cell<Option<Instant>>,
+    consecutive_failures: Cell<u32>,
 }
 
 pub struct Notifier {
-    queues: Vec<async_channel::Sender<NotifyJob>>,
-    receivers: Vec<async_channel::Receiver<NotifyJob>>,
+    lanes: Vec<Rc<NodeLane>>,
 }
 
 impl Notifier {
-    pub fn new(node_count: usize, capacity: usize) -> Notifier {
-        let (queues, receivers) = (0..node_count).map(|_| async_channel::bounded(capacity.max(1))).unzip();
-        Notifier { queues, receivers }
+    pub fn new(node_count: usize) -> Notifier {
+        Notifier { lanes: (0..node_count).map(|_| Rc::new(NodeLane::default())).collect() }
     }
 
-    /// Queue a relay; false when the node's queue is full (the relay is logged as lost).
-    pub fn enqueue(&self, job: NotifyJob) -> bool {
-        self.queues[job.node].try_send(job).is_ok()
+    /// A relay for this node was queued.
+    pub fn wake(&self, node: usize) {
+        self.lanes[node].wake.notify(1);
     }
 
-    pub fn depth(&self) -> usize {
-        self.queues.iter().map(|q| q.len()).sum()
+    /// Notifies currently in flight, all nodes.
+    pub fn in_flight(&self) -> usize {
+        self.lanes.iter().map(|l| l.in_flight.borrow().len()).sum()
     }
 
-    /// Spawn the delivery workers for every node on the executor.
-    pub fn spawn_workers(app: &Rc<App>, ex: &smol::LocalExecutor<'static>) {
-        for rx in &app.notifier.receivers {
-            for _ in 0..IN_FLIGHT_PER_NODE {
-                ex.spawn(worker(app.clone(), rx.clone())).detach();
-            }
+    pub fn spawn_dispatchers(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>) {
+        for node in 0..app.notifier.lanes.len() {
+            ex.spawn(dispatch(app.clone(), node, ex)).detach();
         }
     }
 }
@@ -60,45 +73,152 @@ pub fn backoff(attempt: u32, wait_min_ms: u64, wait_max_ms: u64) -> Duration {
     Duration::from_millis(wait_min_ms.saturating_mul(factor).min(wait_max_ms.max(wait_min_ms)))
 }
 
-async fn worker(app: Rc<App>, rx: async_channel::Receiver<NotifyJob>) {
-    while let Ok(job) = rx.recv().await {
-        deliver(&app, job).await;
+async fn dispatch(app: Rc<App>, node: usize, ex: &'static smol::LocalExecutor<'static>) {
+    let lane = app.notifier.lanes[node].clone();
+    let permits = std::sync::Arc::new(smol::lock::Semaphore::new(IN_FLIGHT_PER_NODE));
+    loop {
+        if let Some(until) = lane.paused_until.get() {
+            if until > Instant::now() {
+                async_io::Timer::at(until).await;
+            }
+            lane.paused_until.set(None);
+        }
+        let listener = lane.wake.listen();
+        let servicers = app.fleet.nodes[node].address_bytes.clone();
+        let skip = lane.in_flight.borrow().clone();
+        let store = app.queue.store().clone();
+        let now = now_ms();
+        let scanned = smol::unblock(move || store.due(&servicers, &skip, now, SCAN_BATCH)).await;
+        let (batch, next_due) = match scanned {
+            Ok(found) => found,
+            Err(e) => {
+                log::error!("event=queue_read_failed node={} error={e:?}", app.fleet.nodes[node].name);
+                async_io::Timer::after(IDLE_POLL).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            let wait = next_due.map_or(IDLE_POLL, |t| Duration::from_millis(t.saturating_sub(now_ms())).min(IDLE_POLL));
+            futures_lite::future::or(listener, async {
+                async_io::Timer::after(wait).await;
+            })
+            .await;
+            continue;
+        }
+        for (key, record) in batch {
+            if lane.paused_until.get().is_some() {
+                break;
+            }
+            let permit = permits.acquire_arc().await;
+            lane.in_flight.borrow_mut().insert(key);
+            let (app, lane) = (app.clone(), lane.clone());
+            ex.spawn(async move {
+                deliver(&app, node, &lane, key, record).await;
+                lane.in_flight.borrow_mut().remove(&key);
+                drop(permit);
+                lane.wake.notify(1);
+            })
+            .detach();
+        }
     }
 }
 
-async fn deliver(app: &App, job: NotifyJob) {
+async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, record: Result<QueuedRelay, String>) {
+    let mut record = match record {
+        Ok(record) => record,
+        Err(decode_error) => {
+            log::error!("event=queue_record_corrupt key={} error={decode_error:?}", hex::encode(key));
+            return settle(app, WriteOp::DeadLetter(key, decode_error)).await;
+        }
+    };
     let s = &app.settings;
-    let endpoint = app.endpoint(job.node);
-    let mut attempt = 0u32;
-    loop {
-        let (ep, j) = (endpoint.clone(), job.clone());
-        let outcome = smol::unblock(move || ep.notify(&j.chain, &j.app_public_key, &j.servicer_address, &j.relay_json)).await;
-        match outcome {
-            NotifyOutcome::Accepted => {
-                app.counters.notified.set(app.counters.notified.get() + 1);
-                return;
-            }
-            NotifyOutcome::Rejected(e) => {
-                app.counters.notify_rejected.set(app.counters.notify_rejected.get() + 1);
-                log::warn!("event=notify_rejected servicer={} chain={} code={} message={:?}", job.servicer_address, job.chain, e.code, e.message);
-                return;
-            }
-            NotifyOutcome::Retry(why) if u64::from(attempt) < s.servicer_retry_max_times => {
-                log::debug!("event=notify_retry servicer={} attempt={} reason={why:?}", job.servicer_address, attempt + 1);
-                async_io::Timer::after(backoff(attempt, s.servicer_retry_wait_min, s.servicer_retry_wait_max)).await;
-                attempt += 1;
-            }
-            NotifyOutcome::Retry(why) => {
-                app.counters.notify_failed.set(app.counters.notify_failed.get() + 1);
-                log::error!(
-                    "event=notify_gave_up servicer={} chain={} attempts={} reason={why:?}",
-                    job.servicer_address,
-                    job.chain,
-                    attempt + 1
+    let endpoint = app.endpoint(node);
+    let (address, chain, app_key, body) = (
+        hex::encode(record.servicer_address),
+        record.chain.clone(),
+        record.app_public_key.clone(),
+        std::mem::take(&mut record.relay_json),
+    );
+    let (outcome, body) = smol::unblock(move || {
+        let outcome = endpoint.notify(&chain, &app_key, &address, &body);
+        (outcome, body)
+    })
+    .await;
+    record.relay_json = body;
+    let servicer = hex::encode(record.servicer_address);
+    match outcome {
+        NotifyOutcome::Accepted => {
+            lane.consecutive_failures.set(0);
+            app.counters.notified.set(app.counters.notified.get() + 1);
+            settle(app, WriteOp::Delivered(key)).await;
+        }
+        NotifyOutcome::Rejected(e) if e.code == 37 => {
+            // The servicer already holds this proof (e.g. a notify whose answer was lost when
+            // meshd was killed): it will be claimed, so it is delivered, not dead.
+            lane.consecutive_failures.set(0);
+            app.counters.notify_already_known.set(app.counters.notify_already_known.get() + 1);
+            log::info!("event=notify_already_known servicer={servicer} chain={} session_height={}", record.chain, record.session_height);
+            settle(app, WriteOp::Delivered(key)).await;
+        }
+        NotifyOutcome::Rejected(e) => {
+            lane.consecutive_failures.set(0);
+            app.counters.dead_lettered.set(app.counters.dead_lettered.get() + 1);
+            log::warn!("event=notify_rejected servicer={servicer} chain={} code={} message={:?}", record.chain, e.code, e.message);
+            settle(app, WriteOp::DeadLetter(key, format!("servicer refused the relay: {e}"))).await;
+        }
+        NotifyOutcome::NodeDown(why) => {
+            let failures = lane.consecutive_failures.get() + 1;
+            lane.consecutive_failures.set(failures);
+            let pause = backoff(failures - 1, s.servicer_retry_wait_min.max(10), s.servicer_retry_wait_max.max(1000));
+            lane.paused_until.set(Some(Instant::now() + pause));
+            if failures == 1 || failures % 100 == 0 {
+                log::warn!(
+                    "event=notify_node_down node={} failures={failures} pause_ms={} reason={why:?}",
+                    app.fleet.nodes[node].name,
+                    pause.as_millis()
                 );
-                return;
             }
         }
+        NotifyOutcome::RetryRelay(why) => {
+            lane.consecutive_failures.set(0);
+            record.attempts += 1;
+            record.last_error = why.clone();
+            let op = if u64::from(record.attempts) <= s.servicer_retry_max_times {
+                record.not_before_ms = now_ms() + backoff(record.attempts - 1, s.servicer_retry_wait_min, s.servicer_retry_wait_max).as_millis() as u64;
+                WriteOp::Reschedule(key, Box::new(record))
+            } else if let Some(height) = unclaimable_at(app, node, record.session_height) {
+                app.counters.dead_lettered.set(app.counters.dead_lettered.get() + 1);
+                let reason = format!(
+                    "gave up after {} attempts: session {} can no longer be claimed at height {height}; last error: {why}",
+                    record.attempts, record.session_height
+                );
+                log::warn!("event=notify_dead_letter servicer={servicer} reason={reason:?}");
+                WriteOp::DeadLetter(key, reason)
+            } else {
+                if u64::from(record.attempts) == s.servicer_retry_max_times + 1 {
+                    log::warn!("event=notify_slow_lane servicer={servicer} attempts={} last_error={why:?}", record.attempts);
+                }
+                record.not_before_ms = now_ms() + SLOW_LANE.as_millis() as u64;
+                WriteOp::Reschedule(key, Box::new(record))
+            };
+            settle(app, op).await;
+        }
+    }
+}
+
+/// The node's height if a relay of `session_height` can no longer be claimed there (the
+/// servicer would refuse it as out of tolerance); None while that is unknown or still possible.
+fn unclaimable_at(app: &App, node: usize, session_height: i64) -> Option<i64> {
+    let status = app.health.gate(node).ok()?;
+    let bps = status.blocks_per_session;
+    let oldest = latest_session_height(status.height, bps) - status.client_session_sync_allowance * bps;
+    (session_height < oldest).then_some(status.height)
+}
+
+async fn settle(app: &App, op: WriteOp) {
+    match app.queue.write(op).await {
+        WriteResult::Done | WriteResult::Missing | WriteResult::Appended(_) => {}
+        other => log::error!("event=queue_update_failed result={other:?} (the record stays pending and will be retried)"),
     }
 }
 

@@ -5,12 +5,13 @@
 //! Order: decode → servicer known → servicer healthy → session height (60) → payload (25) →
 //! meta height (75) → request hash (74) → chain hosted (26) → proof basics incl. AAT and client
 //! signature (60/6/42/52/23/62/29/4/39/38/41) → session from the servicer (its refusals:
-//! 45, 13, 14, 60, 71, 90 …) → duplicate (37) → budget (71) → chain (28) → sign.
+//! 45, 13, 14, 60, 71, 90 …) → budget (71) → durable queue commit, which is also the exact
+//! duplicate check (37), concurrently with the chain call (28) → sign → 200.
 //! Duplicates and the budget are checked after the signatures, so unauthenticated requests
-//! can neither burn a session's budget nor poison its proof set.
+//! can neither burn a session's budget nor poison its proof set. No relay is answered 200
+//! before it is committed to the queue.
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -19,13 +20,15 @@ use crate::app::App;
 use crate::chain_client::ChainCall;
 use crate::fleet::Servicer;
 use crate::health::NodeStatus;
-use crate::notifier::NotifyJob;
+use crate::queue::record::now_ms;
+use crate::queue::store::session_key;
+use crate::queue::{QueuedRelay, WriteOp, WriteResult};
 use crate::protocol::relay::response_hash;
 use crate::protocol::session::{latest_session_height, session_header_hash, within_tolerance};
 use crate::protocol::sortjson::sort_json_response;
 use crate::protocol::{errors, PocketError, Relay};
-use crate::reply::{relay_error, relay_ok, Reply};
-use crate::sessions::{Refusal, Session, SessionFailure, SessionId};
+use crate::reply::{relay_error, relay_ok, relay_unavailable, Reply};
+use crate::sessions::{Session, SessionFailure, SessionId};
 
 /// Pocket's default `ClientBlockSyncAllowance`: how far `meta.block_height` may be from the
 /// servicer's height before the servicer answers 75.
@@ -35,45 +38,52 @@ pub const CLIENT_BLOCK_SYNC_ALLOWANCE: i64 = 10;
 struct Rejection {
     error: PocketError,
     dispatch: Option<Value>,
+    /// meshd cannot take relays right now (queue full or failing): HTTP 503, not 400.
+    unavailable: bool,
 }
 
 impl From<PocketError> for Rejection {
     fn from(error: PocketError) -> Self {
-        Rejection { error, dispatch: None }
+        Rejection { error, dispatch: None, unavailable: false }
     }
 }
 
 pub async fn handle(app: &Rc<App>, body: Vec<u8>) -> Reply {
+    let logged = app.settings.log_relay_request.then(|| body.clone());
     match serve(app, body).await {
         Ok(reply) => reply,
-        Err((rejection, body)) => {
+        Err(rejection) => {
             app.counters.rejected.set(app.counters.rejected.get() + 1);
             let e = &rejection.error;
-            if app.settings.log_relay_request {
-                log::info!("event=relay_rejected code={} codespace={} message={:?} relay={}", e.code, e.codespace, e.message, String::from_utf8_lossy(&body));
-            } else {
-                log::debug!("event=relay_rejected code={} codespace={} message={:?}", e.code, e.codespace, e.message);
+            match logged {
+                Some(body) => log::info!(
+                    "event=relay_rejected code={} codespace={} message={:?} relay={}",
+                    e.code,
+                    e.codespace,
+                    e.message,
+                    String::from_utf8_lossy(&body)
+                ),
+                None => log::debug!("event=relay_rejected code={} codespace={} message={:?}", e.code, e.codespace, e.message),
             }
-            relay_error(e, rejection.dispatch.as_ref())
+            if rejection.unavailable {
+                relay_unavailable(e)
+            } else {
+                relay_error(e, rejection.dispatch.as_ref())
+            }
         }
     }
 }
 
-async fn serve(app: &Rc<App>, body: Vec<u8>) -> Result<Reply, (Rejection, Vec<u8>)> {
-    let relay = match Relay::from_json(&body) {
-        Ok(relay) => relay,
-        Err(e) => return Err((PocketError::sdk(2, format!("invalid relay JSON: {e}")).into(), body)),
-    };
-    let checked = match validate(app, &relay).await {
-        Ok(checked) => checked,
-        Err(rejection) => return Err((rejection, body)),
-    };
-    Ok(execute(app, relay, checked, body).await)
+async fn serve(app: &Rc<App>, body: Vec<u8>) -> Result<Reply, Rejection> {
+    let relay = Relay::from_json(&body).map_err(|e| PocketError::sdk(2, format!("invalid relay JSON: {e}")))?;
+    let checked = validate(app, &relay).await?;
+    execute(app, relay, checked, body).await
 }
 
 /// What validation established about a relay that may be served.
 struct Checked<'a> {
     servicer: &'a Servicer,
+    session: Rc<Session>,
     proof_hash: [u8; 32],
 }
 
@@ -112,45 +122,71 @@ async fn validate<'a>(app: &'a App, relay: &Relay) -> Result<Checked<'a>, Reject
             return Err(PocketError::sdk(1, format!("pocket node is currently unavailable: session lookup failed: {why}")).into());
         }
     };
-    let proof_hash = proof.hash();
-    match session.reserve(proof_hash) {
-        Ok(()) => Ok(Checked { servicer, proof_hash }),
-        Err(Refusal::Duplicate) => Err(errors::duplicate_proof().into()),
-        Err(Refusal::OverService) => Err(Rejection { error: errors::over_service(), dispatch: session.dispatch.clone() }),
+    match session.reserve() {
+        Ok(()) => Ok(Checked { servicer, proof_hash: proof.hash(), session }),
+        Err(_) => Err(Rejection { error: errors::over_service(), dispatch: session.dispatch.clone(), unavailable: false }),
     }
 }
 
-/// The relay is reserved: it counts against the session and will be notified whatever the
-/// chain answers (a servicer stores the proof before executing, so failed calls are claimable).
-async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8>) -> Reply {
+/// The relay is reserved: it is committed to the queue while the chain is called, and counts
+/// whatever the chain answers (a servicer stores the proof before executing, so a relay whose
+/// chain call failed is still claimable and still notified).
+async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8>) -> Result<Reply, Rejection> {
     let s = &app.settings;
-    let Checked { servicer, proof_hash } = checked;
+    let Checked { servicer, session, proof_hash } = checked;
     let chain = &app.chains[&relay.proof.blockchain];
-    let queued = app.notifier.enqueue(NotifyJob {
-        node: servicer.node,
-        servicer_address: servicer.key.address_hex.clone(),
+    let record = QueuedRelay {
+        servicer_address: crate::protocol::address_of(&servicer.key.public_bytes()),
+        servicer_public_key: servicer.key.public_bytes(),
         chain: relay.proof.blockchain.clone(),
         app_public_key: relay.proof.aat.app_pub_key.clone(),
-        relay_json: Arc::new(body),
-    });
-    if !queued {
-        log::error!("event=notify_queue_full servicer={} chain={} (relay served but not queued)", servicer.key.address_hex, chain.id);
-    }
-
+        session_height: relay.proof.session_block_height,
+        proof_hash,
+        served_at_ms: now_ms(),
+        attempts: 0,
+        not_before_ms: 0,
+        last_error: String::new(),
+        relay_json: body,
+    };
     let call = ChainCall::new(chain, &relay.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
     if s.log_chain_request {
         log::info!("event=chain_request chain={} method={} url={} data={:?}", chain.id, call.method, call.url, call.data);
     }
     let agent = app.chain_agent.clone();
     let started = Instant::now();
-    let result = smol::unblock(move || call.execute(&agent)).await;
+    let (queued, chain_result) = futures_lite::future::zip(
+        app.queue.write(WriteOp::Append(Box::new(record))),
+        smol::unblock(move || call.execute(&agent)),
+    )
+    .await;
     let elapsed_ms = started.elapsed().as_millis();
-    let body = match result {
+    match queued {
+        WriteResult::Appended(_) => app.notifier.wake(servicer.node),
+        WriteResult::Duplicate => {
+            session.release();
+            return Err(errors::duplicate_proof().into());
+        }
+        WriteResult::Full => {
+            session.release();
+            app.counters.queue_full.set(app.counters.queue_full.get() + 1);
+            if app.counters.queue_full.get() % 1000 == 1 {
+                log::error!("event=queue_full refused={} (relays get 503 until the notifier drains the queue)", app.counters.queue_full.get());
+            }
+            let error = PocketError::sdk(1, "meshd relay queue is full: the servicer is not taking notifies fast enough; try again later");
+            return Err(Rejection { error, dispatch: None, unavailable: true });
+        }
+        other => {
+            session.release();
+            let error = PocketError::sdk(1, format!("meshd cannot queue the relay: {other:?}"));
+            return Err(Rejection { error, dispatch: None, unavailable: true });
+        }
+    }
+    let body = match chain_result {
         Ok(body) => body,
         Err(e) => {
             app.counters.chain_errors.set(app.counters.chain_errors.get() + 1);
             log::warn!("event=chain_error chain={} elapsed_ms={elapsed_ms} error={e:?}", chain.id);
-            return relay_error(&errors::http_execution(&e), None);
+            return Err(errors::http_execution(&e).into());
         }
     };
     if s.log_chain_response {
@@ -159,7 +195,7 @@ async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8
     let response = if s.json_sort_relay_responses { sort_json_response(&body) } else { body };
     let signature = servicer.key.sign_hex(&response_hash(&response, &hex::encode(proof_hash)));
     app.counters.served.set(app.counters.served.get() + 1);
-    relay_ok(&response, &signature)
+    Ok(relay_ok(&response, &signature))
 }
 
 /// Within the servicer's tolerance window (one session less than it allows, like the
@@ -184,7 +220,21 @@ async fn session_for(app: &App, servicer: &Servicer, relay: &Relay, sbh: i64) ->
         "session_block_height": sbh,
     });
     let endpoint = app.endpoint(servicer.node);
-    app.sessions.get(id, sbh, move || smol::unblock(move || endpoint.session(&request))).await
+    let store = app.queue.store().clone();
+    let pending_key = session_key(app_key, chain, sbh, &id.servicer);
+    // Relays served but not yet accepted by the servicer (e.g. queued before a restart) are
+    // not in its count: subtract them so the budget is never over-served.
+    let fetch = move || {
+        smol::unblock(move || {
+            let answer = endpoint.session(&request)?;
+            let pending = store.session_pending(&pending_key)?;
+            Ok(answer.map(|mut grant| {
+                grant.remaining_relays -= i64::from(pending);
+                grant
+            }))
+        })
+    };
+    app.sessions.get(id, sbh, fetch).await
 }
 
 /// Attach the dispatch of the app's current session so the client can move on (what a
@@ -200,7 +250,7 @@ async fn with_current_dispatch(app: &App, servicer: &Servicer, relay: &Relay, st
     } else {
         None
     };
-    Rejection { error, dispatch }
+    Rejection { error, dispatch, unavailable: false }
 }
 
 fn decode_key(text: &str) -> Option<[u8; 32]> {

@@ -56,6 +56,13 @@ pub fn relay_error(error: &PocketError, dispatch: Option<&Value>) -> Reply {
     Reply::json(400, body).with_cors()
 }
 
+/// 503 in the relay error shape: meshd itself cannot take relays right now.
+pub fn relay_unavailable(error: &PocketError) -> Reply {
+    let mut reply = relay_error(error, None);
+    reply.status = 503;
+    reply
+}
+
 /// `{"code":<status>,"message":"…"}\n` (Go `WriteErrorResponse`).
 pub fn http_error(status: u16, message: &str) -> Reply {
     let mut body = Vec::with_capacity(message.len() + 32);

@@ -58,8 +58,11 @@ pub enum NotifyOutcome {
     Accepted,
     /// The servicer refused the relay for good (or the session is dead): do not retry.
     Rejected(PocketError),
-    /// Transport failure or an answer worth retrying; the text says what happened.
-    Retry(String),
+    /// The servicer refused this relay for now with a retryable code (1, 14, 44 …).
+    RetryRelay(String),
+    /// The node itself is not taking notifies (transport error, HTTP 5xx/401/404, syncing):
+    /// pause the node, do not count it against the relay.
+    NodeDown(String),
 }
 
 impl ServicerEndpoint {
@@ -101,14 +104,16 @@ impl ServicerEndpoint {
     pub fn notify(&self, chain: &str, app: &str, servicer_address: &str, relay_json: &[u8]) -> NotifyOutcome {
         let path = format!("/v1/private/mesh/relay?chain={}&app={}", query_safe(chain), query_safe(app));
         match self.post(&path, &[("X-Servicer", servicer_address)], relay_json) {
-            Err(e) => NotifyOutcome::Retry(e),
+            Err(e) => NotifyOutcome::NodeDown(e),
             Ok(answer) => classify_notify(&answer),
         }
     }
 }
 
 /// The incumbent's retry policy (reference geo-mesh §4.2), minus its "give up" ending:
-/// 200 accepted; 400 JSON with a code → that code decides; everything else retries.
+/// 200 accepted; 400 JSON with a code → that code decides; everything else (5xx, 401, a plain
+/// Go error such as "currently syncing" which encodes as `{}`) means the node is not
+/// taking notifies right now.
 pub fn classify_notify(answer: &Answer) -> NotifyOutcome {
     if answer.status == 200 {
         return NotifyOutcome::Accepted;
@@ -116,10 +121,10 @@ pub fn classify_notify(answer: &Answer) -> NotifyOutcome {
     if answer.status == 400 && answer.is_json() {
         let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
         if let Some(e) = parsed.as_ref().and_then(|v| pocket_error(v.get("error"))) {
-            return if is_retryable_code(&e) { NotifyOutcome::Retry(e.to_string()) } else { NotifyOutcome::Rejected(e) };
+            return if is_retryable_code(&e) { NotifyOutcome::RetryRelay(e.to_string()) } else { NotifyOutcome::Rejected(e) };
         }
     }
-    NotifyOutcome::Retry(format!("HTTP {}: {}", answer.status, snippet(&answer.body)))
+    NotifyOutcome::NodeDown(format!("HTTP {}: {}", answer.status, snippet(&answer.body)))
 }
 
 /// Codes a servicer will answer the same way forever (reference geo-mesh §4.2):
@@ -168,11 +173,11 @@ mod tests {
         let ovr = r#"{"signature":false,"error":{"code":71,"codespace":"pocketcore","message":"over"},"dispatch":null}"#;
         assert!(matches!(classify_notify(&answer(400, "application/json", ovr)), NotifyOutcome::Rejected(e) if e.code == 71));
         let internal = r#"{"signature":false,"error":{"code":1,"codespace":"sdk","message":"x"}}"#;
-        assert!(matches!(classify_notify(&answer(400, "application/json", internal)), NotifyOutcome::Retry(_)));
-        // "currently syncing" is a plain Go error: {} → retry
-        assert!(matches!(classify_notify(&answer(400, "application/json", r#"{"error":{}}"#)), NotifyOutcome::Retry(_)));
-        assert!(matches!(classify_notify(&answer(400, "text/plain", "oops")), NotifyOutcome::Retry(_)));
-        assert!(matches!(classify_notify(&answer(503, "text/plain", "down")), NotifyOutcome::Retry(_)));
-        assert!(matches!(classify_notify(&answer(401, "application/json", "{}")), NotifyOutcome::Retry(_)));
+        assert!(matches!(classify_notify(&answer(400, "application/json", internal)), NotifyOutcome::RetryRelay(_)));
+        // "currently syncing" is a plain Go error that encodes as {}: the node, not the relay.
+        assert!(matches!(classify_notify(&answer(400, "application/json", r#"{"error":{}}"#)), NotifyOutcome::NodeDown(_)));
+        assert!(matches!(classify_notify(&answer(400, "text/plain", "oops")), NotifyOutcome::NodeDown(_)));
+        assert!(matches!(classify_notify(&answer(503, "text/plain", "down")), NotifyOutcome::NodeDown(_)));
+        assert!(matches!(classify_notify(&answer(401, "application/json", "{}")), NotifyOutcome::NodeDown(_)));
     }
 }

@@ -1,10 +1,11 @@
 //! Session cache: one entry per (session header, servicer), filled from the servicer's
 //! `POST /v1/private/mesh/session`. Concurrent relays of a new session share one fetch;
 //! the servicer's `remaining_relays` is enforced before serving; refusals are remembered
-//! briefly so a burst of bad relays does not hammer the servicer.
+//! briefly so a burst of bad relays does not hammer the servicer. Duplicate proofs are
+//! detected by the durable queue (exactly, across restarts), not here.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -35,16 +36,12 @@ pub struct Session {
     /// Relays the servicer still accepts, as of the fetch, minus what meshd reserved since.
     remaining: Cell<i64>,
     served: Cell<u64>,
-    proofs: RefCell<HashSet<[u8; 32]>>,
     pub dispatch: Option<Value>,
 }
 
-/// Why a relay may not be served under a session.
+/// The session's relay budget is spent (code 71).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Refusal {
-    Duplicate,
-    OverService,
-}
+pub struct BudgetSpent;
 
 impl Session {
     pub fn new(height: i64, grant: SessionGrant) -> Session {
@@ -52,24 +49,25 @@ impl Session {
             height,
             remaining: Cell::new(grant.remaining_relays),
             served: Cell::new(0),
-            proofs: RefCell::new(HashSet::new()),
             dispatch: grant.dispatch,
         }
     }
 
-    /// Reserve one relay: refuses a proof already served (37) and a spent budget (71).
+    /// Reserve one relay of the budget, or refuse (71) when it is spent.
     /// Single-threaded executor: check-and-reserve cannot interleave.
-    pub fn reserve(&self, proof_hash: [u8; 32]) -> Result<(), Refusal> {
-        if self.proofs.borrow().contains(&proof_hash) {
-            return Err(Refusal::Duplicate);
-        }
+    pub fn reserve(&self) -> Result<(), BudgetSpent> {
         if self.remaining.get() <= 0 {
-            return Err(Refusal::OverService);
+            return Err(BudgetSpent);
         }
-        self.proofs.borrow_mut().insert(proof_hash);
         self.remaining.set(self.remaining.get() - 1);
         self.served.set(self.served.get() + 1);
         Ok(())
+    }
+
+    /// Give back a reservation whose relay was not served (duplicate, queue refused it).
+    pub fn release(&self) {
+        self.remaining.set(self.remaining.get() + 1);
+        self.served.set(self.served.get().saturating_sub(1));
     }
 
     pub fn served(&self) -> u64 {
@@ -224,13 +222,15 @@ mod tests {
     }
 
     #[test]
-    fn budget_and_duplicates_are_enforced_before_serving() {
+    fn the_budget_is_enforced_before_serving_and_can_be_given_back() {
         let s = Session::new(5, grant(2));
-        assert_eq!(s.reserve([1; 32]), Ok(()));
-        assert_eq!(s.reserve([1; 32]), Err(Refusal::Duplicate));
-        assert_eq!(s.reserve([2; 32]), Ok(()));
-        assert_eq!(s.reserve([3; 32]), Err(Refusal::OverService));
+        assert_eq!(s.reserve(), Ok(()));
+        assert_eq!(s.reserve(), Ok(()));
+        assert_eq!(s.reserve(), Err(BudgetSpent));
         assert_eq!(s.served(), 2);
+        s.release();
+        assert_eq!(s.remaining(), 1);
+        assert_eq!(s.reserve(), Ok(()));
         assert_eq!(s.remaining(), 0);
     }
 

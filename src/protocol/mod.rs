@@ -12,3 +12,6 @@ pub mod sortjson;
 pub use errors::PocketError;
 pub use keys::{address_of, KeyPair};
 pub use relay::{Aat, Payload, Relay, RelayMeta, RelayProof};
+
+#[cfg(test)]
+pub(crate) mod vectors;

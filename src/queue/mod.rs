@@ -1,0 +1,12 @@
+//! The durable relay queue: every relay answered 200 is committed to LMDB first (group commit:
+//! one fsync per batch of concurrent relays), deduplicated by proof hash, and kept until its
+//! servicer accepts the notify or it is moved, with its reason, to the dead-letter store.
+
+pub mod cli;
+pub mod record;
+pub mod store;
+pub mod writer;
+
+pub use record::{DeadLetter, QueuedRelay};
+pub use store::{Durability, PendingKey, QueueStats, Store, WriteOp, WriteResult};
+pub use writer::Writer;
