@@ -157,7 +157,8 @@ mod tests {
     fn reproduces_the_61_wire_bytes_exactly() {
         let client = client_61();
         assert_eq!(client.aat.signature, v::AAT_SIG);
-        let relay = client.build(v::SERVICER_PUB, v::CHAIN, v::SESSION_HEIGHT, v::BLOCK_HEIGHT, v::ENTROPY, payload_61());
+        let servicer = KeyPair::from_seed(&[3; 32]);
+        let relay = client.build(&servicer.public_hex, v::CHAIN, v::SESSION_HEIGHT, v::BLOCK_HEIGHT, v::ENTROPY, payload_61());
         assert_eq!(relay.proof.request_hash, v::REQUEST_HASH);
         assert_eq!(relay.proof.signature, v::CLIENT_SIG);
         assert_eq!(wire_json(&relay), v::WIRE);

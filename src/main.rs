@@ -14,6 +14,9 @@ const USAGE: &str = "\
 meshd — light Pocket relay node (Geo-Mesh compatible)
 
 USAGE:
+  meshd demo [--relays N]
+      Start meshd with the servicer and chain simulators on loopback, send signed relays
+      through it and show what happened (served, signed, notified, re-validated).
   meshd start --datadir DIR [--config FILE] [--simulate-relay]
       Serve relays. Reads DIR/config.json (or DIR/config/config.json, or FILE).
   meshd check-config --datadir DIR [--config FILE]
@@ -23,6 +26,8 @@ USAGE:
       their reasons, or move dead letters back to pending.
   meshd address <public-key-hex | private-key-hex>
       Print the address (and public key) of an ed25519 key.
+  meshd sim servicer --config FILE | meshd sim chain [--listen ADDR] [--delay-ms N]
+      Run a simulator (tests and benchmarks; prints `listening on ADDR`).
   meshd --version | --help
 
 Environment: RUST_LOG overrides log_level; BLOCKING_MAX_THREADS caps the blocking pool (default 32).
@@ -44,6 +49,8 @@ fn run(args: Vec<OsString>) -> i32 {
         "check-config" => cmd_check_config(rest),
         "address" => cmd_address(rest),
         "queue" => cmd_queue(rest),
+        "demo" => cmd_demo(rest),
+        "sim" => Ok(meshd::sim::run_cli(rest.iter().map(|a| a.to_string_lossy().into_owned()).collect())),
         "--version" | "-V" | "version" => {
             println!("meshd {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -133,6 +140,25 @@ fn cmd_check_config(args: Vec<OsString>) -> Result<i32, String> {
     print!("{}", config::describe(&loaded));
     println!("configuration OK");
     Ok(0)
+}
+
+fn cmd_demo(args: Vec<OsString>) -> Result<i32, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut relays = 5usize;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("relays") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                relays = value.parse().map_err(|e| format!("--relays: {e}"))?;
+                if !(1..=10_000).contains(&relays) {
+                    return Err("--relays must be between 1 and 10000".into());
+                }
+            }
+            other => return Err(format!("{}\n\n{USAGE}", other.unexpected())),
+        }
+    }
+    meshd::demo::run(relays)
 }
 
 fn cmd_queue(args: Vec<OsString>) -> Result<i32, String> {
