@@ -16,16 +16,16 @@ use crate::protocol::relay::response_hash;
 use crate::protocol::{KeyPair, Payload};
 use crate::sim::{start_chain, start_servicer, ChainSimConfig, ServicerSimConfig, SimApp};
 
-const CHAIN: &str = "0021";
-const SESSION_HEIGHT: i64 = 101;
-const TOKEN: &str = "demo-servicer-token";
+pub const CHAIN: &str = "0021";
+pub const SESSION_HEIGHT: i64 = 101;
+pub const TOKEN: &str = "demo-servicer-token";
 
 /// Public test keys (seeds of repeated bytes, as in the protocol reference vectors).
 pub fn demo_keys() -> (KeyPair, KeyPair, KeyPair) {
     (KeyPair::from_seed(&[1; 32]), KeyPair::from_seed(&[2; 32]), KeyPair::from_seed(&[3; 32]))
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let socket = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free loopback port: {e}"))?;
     socket.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
@@ -37,21 +37,30 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
     std::fs::write(path, serde_json::to_vec_pretty(value).expect("JSON value")).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Write a runnable meshd data dir pointing at `servicer_url` and `chain_url`.
-pub fn write_datadir(dir: &Path, rpc_port: u16, servicer_url: &str, chain_url: &str, servicer: &KeyPair) -> Result<(), String> {
+/// Write a runnable meshd data dir pointing at `servicer_url` and `chain_url`; `extra` config
+/// keys (a JSON object) override the defaults written here. Tests and benchmarks use it too.
+pub fn write_datadir(
+    dir: &Path,
+    rpc_port: u16,
+    servicer_url: &str,
+    chain_url: &str,
+    servicer: &KeyPair,
+    extra: &serde_json::Value,
+) -> Result<(), String> {
     let token = json!({"Value": TOKEN, "Issued": "2024-01-01T00:00:00Z"});
-    write_json(
-        &dir.join("config.json"),
-        &json!({
-            "rpc_port": rpc_port.to_string(),
-            "listen_address": "127.0.0.1",
-            "pocket_prometheus_port": free_port()?.to_string(),
-            "node_check_interval": 1,
-            "log_level": "*:warn",
-            "servicer_retry_wait_min": 10,
-            "servicer_retry_wait_max": 200,
-        }),
-    )?;
+    let mut config = json!({
+        "rpc_port": rpc_port.to_string(),
+        "listen_address": "127.0.0.1",
+        "pocket_prometheus_port": free_port()?.to_string(),
+        "node_check_interval": 1,
+        "log_level": "*:warn",
+        "servicer_retry_wait_min": 10,
+        "servicer_retry_wait_max": 200,
+    });
+    if let (Some(base), Some(more)) = (config.as_object_mut(), extra.as_object()) {
+        base.extend(more.clone());
+    }
+    write_json(&dir.join("config.json"), &config)?;
     write_json(&dir.join("key/key.json"), &json!([{"name": "demo-servicer", "url": servicer_url, "keys": [servicer.private_hex()]}]))?;
     write_json(&dir.join("chains.json"), &json!([{"id": CHAIN, "url": chain_url}]))?;
     write_json(&dir.join("auth/servicer.json"), &token)?;
@@ -80,7 +89,7 @@ pub fn run(relays: usize) -> Result<i32, String> {
     .map_err(|e| format!("servicer simulator: {e}"))?;
     println!("chain simulator     {}", chain.url());
     println!("servicer simulator  {}  (re-validates every notified relay like a servicer)", servicer.url());
-    write_datadir(&dir, rpc_port, &servicer.url(), &chain.url(), &servicer_key)?;
+    write_datadir(&dir, rpc_port, &servicer.url(), &chain.url(), &servicer_key, &json!({}))?;
     println!("meshd data dir      {}", dir.display());
 
     let loaded = crate::config::load(&dir, None).map_err(|e| format!("demo config: {e}"))?;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use super::http::{base64, Handler, HttpServer, Incoming, Reply};
+use crate::protocol::errors;
 use crate::protocol::keys::address_of;
 use crate::protocol::session::{latest_session_height, session_header_hash, within_tolerance};
 use crate::protocol::{PocketError, Relay};
@@ -744,12 +745,12 @@ fn session(st: &mut State, body: &[u8]) -> Reply {
 /// height, app, app chain, budget.
 fn session_checks(st: &State, req: &MeshSessionReq) -> Result<(u64, Value), PocketError> {
     if st.syncing() {
-        return Err(PocketError::sdk(1, SYNCING));
+        return Err(errors::internal(SYNCING));
     }
     let addr = address_of_hex(&req.servicer_pub_key)
-        .ok_or_else(|| PocketError::sdk(1, "Could not convert servicer hex to public key"))?;
+        .ok_or_else(|| errors::internal(errors::MSG_SERVICER_HEX))?;
     if !st.servicers.contains_key(&addr) {
-        return Err(PocketError::sdk(1, "Failed to find correct servicer PK"));
+        return Err(errors::internal(errors::MSG_SERVICER_NOT_FOUND));
     }
     let chain = if req.blockchain.is_empty() {
         &req.session_header.chain
@@ -757,18 +758,18 @@ fn session_checks(st: &State, req: &MeshSessionReq) -> Result<(u64, Value), Pock
         &req.blockchain
     };
     if !st.cfg.chains.contains(chain) {
-        return Err(err_chain_not_hosted());
+        return Err(errors::unsupported_blockchain_node());
     }
     if req.session_block_height != st.latest_session() {
-        return Err(err_block_height());
+        return Err(errors::invalid_block_height());
     }
     let h = &req.session_header;
     let app = st
         .apps
         .get(&h.app_public_key.to_ascii_lowercase())
-        .ok_or_else(err_app_not_found)?;
+        .ok_or_else(errors::app_not_found)?;
     if !app.chains.contains(chain) {
-        return Err(err_app_chain());
+        return Err(errors::unsupported_blockchain_app());
     }
     let max = st.max_relays(app);
     let served = st
@@ -782,7 +783,7 @@ fn session_checks(st: &State, req: &MeshSessionReq) -> Result<(u64, Value), Pock
         .copied()
         .unwrap_or(0);
     if served >= max {
-        return Err(err_over_service());
+        return Err(errors::over_service());
     }
     Ok((
         max - served,
@@ -790,33 +791,9 @@ fn session_checks(st: &State, req: &MeshSessionReq) -> Result<(u64, Value), Pock
     ))
 }
 
+/// `app/query.go`'s refusal while the node is syncing (a plain Go error on the relay route).
 const SYNCING: &str =
     "pocket node is currently syncing to the blockchain, cannot service in this state";
-
-fn err_chain_not_hosted() -> PocketError {
-    PocketError::pocket(
-        26,
-        "the blockchain in the relay request is not supported on this node",
-    )
-}
-fn err_block_height() -> PocketError {
-    PocketError::pocket(60, "the block height passed is invalid")
-}
-fn err_app_not_found() -> PocketError {
-    PocketError::pocket(45, "the app could not be found in the world state")
-}
-fn err_app_chain() -> PocketError {
-    PocketError::pocket(
-        13,
-        "the blockchain in the relay request is not supported for this app",
-    )
-}
-fn err_over_service() -> PocketError {
-    PocketError::pocket(
-        71,
-        "the max number of relays serviced for this node is exceeded",
-    )
-}
 
 /// Everything about a notified relay that does not depend on simulator state.
 struct Prechecked {
@@ -907,47 +884,35 @@ fn notify_checks(st: &State, pre: &Prechecked, x_servicer: &str) -> Result<Strin
     let r = &pre.relay;
     let p = &r.proof;
     if r.payload.data.is_empty() && r.payload.path.is_empty() {
-        return Err(PocketError::pocket(
-            25,
-            "the payload data of the relay request is empty",
-        ));
+        return Err(errors::empty_payload_data());
     }
     if r.meta.block_height.abs_diff(st.height) > st.cfg.client_block_sync_allowance.unsigned_abs() {
-        return Err(PocketError::pocket(
-            75,
-            "the request block height is out of sync with the current block height",
-        ));
+        return Err(errors::out_of_sync_request());
     }
     if p.request_hash != pre.request_hash {
-        return Err(PocketError::pocket(
-            74,
-            "the request hash does not match the payload hash",
-        ));
+        return Err(errors::request_hash_mismatch());
     }
     if !st.cfg.chains.contains(&p.blockchain) {
-        return Err(err_chain_not_hosted());
+        return Err(errors::unsupported_blockchain_node());
     }
     let (bps, allowance) = (
         st.cfg.blocks_per_session,
         st.cfg.client_session_sync_allowance,
     );
     if !within_tolerance(st.latest_session(), bps, p.session_block_height, allowance) {
-        return Err(err_block_height());
+        return Err(errors::invalid_block_height());
     }
     let app = st
         .apps
         .get(&p.aat.app_pub_key.to_ascii_lowercase())
-        .ok_or_else(err_app_not_found)?;
+        .ok_or_else(errors::app_not_found)?;
     let header = header_key(&p.aat.app_pub_key, &p.blockchain, p.session_block_height);
     if st
         .seen_proofs
         .get(&header)
         .is_some_and(|s| s.contains(&pre.proof_hash))
     {
-        return Err(PocketError::pocket(
-            37,
-            "the Proof with specific merkleHash already found, check entropy",
-        ));
+        return Err(errors::duplicate_proof());
     }
     let evidence = evidence_key(
         &p.aat.app_pub_key,
@@ -956,21 +921,18 @@ fn notify_checks(st: &State, pre: &Prechecked, x_servicer: &str) -> Result<Strin
         &p.servicer_pub_key,
     );
     if st.relays_served.get(&evidence).copied().unwrap_or(0) >= st.max_relays(app) {
-        return Err(err_over_service());
+        return Err(errors::over_service());
     }
     pre.basic.clone()?;
-    let mismatch = || {
-        PocketError::pocket(
-            34,
-            "the node public key in the service Proof does not match this nodes public key",
-        )
-    };
-    let addr = pre.servicer_addr.as_deref().ok_or_else(mismatch)?;
+    let addr = pre
+        .servicer_addr
+        .as_deref()
+        .ok_or_else(errors::invalid_node_pub_key)?;
     if !addr.eq_ignore_ascii_case(x_servicer) || !st.servicers.contains_key(addr) {
-        return Err(mismatch());
+        return Err(errors::invalid_node_pub_key());
     }
     if !app.chains.contains(&p.blockchain) {
-        return Err(err_app_chain());
+        return Err(errors::unsupported_blockchain_app());
     }
     // Session membership (14) needs no separate check: the simulated session's nodes are
     // exactly the configured servicers (see `State::dispatch`), which the 34 check enforced.
@@ -1167,7 +1129,8 @@ mod tests {
     fn valid_notify_accepted_once_then_duplicate() {
         let sim = start_servicer(config(5000)).unwrap();
         let relay = builder().build(1);
-        let body = serde_json::to_vec(&relay).unwrap();
+        // The exact bytes a pocket-js client would send.
+        let body = crate::client::wire_json(&relay).into_bytes();
         let r = notify_ok(&sim, &body);
         assert_eq!(r.status, 200, "{}", r.json);
         assert_eq!(

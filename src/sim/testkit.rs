@@ -1,10 +1,11 @@
-//! Test helpers for the simulators: fixed keys, a signed-relay builder built directly on the
-//! protocol primitives (what a pocket-js client computes), and a blocking HTTP client that
-//! returns 4xx/5xx bodies instead of errors.
+//! Test helpers for the simulators: fixed keys, a relay builder on top of [`RelayClient`] (what
+//! a pocket-js client computes), and a blocking HTTP client that returns 4xx/5xx bodies
+//! instead of errors.
 
 use std::time::Duration;
 
-use crate::protocol::{Aat, KeyPair, Payload, Relay, RelayMeta, RelayProof};
+use crate::client::RelayClient;
+use crate::protocol::{KeyPair, Payload, Relay};
 
 /// Ed25519 seeds (hex) of the reference vectors: 32 × 0x01 app, 0x02 client, 0x03 servicer.
 pub const APP_SEED: &str = "0101010101010101010101010101010101010101010101010101010101010101";
@@ -12,12 +13,10 @@ pub const CLIENT_SEED: &str = "0202020202020202020202020202020202020202020202020
 pub const SERVICER_SEED: &str = "0303030303030303030303030303030303030303030303030303030303030303";
 pub const SERVICER2_SEED: &str = "0404040404040404040404040404040404040404040404040404040404040404";
 
-/// Builds relays the way a client does: request hash over {payload, meta}, AAT signed by the
-/// app, proof hash signed by the client.
+/// One client's relays to one servicer and session, with tweakable fields.
 #[derive(Clone)]
 pub struct RelayBuilder {
-    pub app: KeyPair,
-    pub client: KeyPair,
+    pub client: RelayClient,
     pub servicer: KeyPair,
     pub chain: String,
     pub session_height: i64,
@@ -28,6 +27,8 @@ pub struct RelayBuilder {
 }
 
 impl RelayBuilder {
+    /// `app` signs the AAT for `client`; `block_height` starts equal to the session height,
+    /// as pocket-js sets it.
     pub fn new(
         app: KeyPair,
         client: KeyPair,
@@ -36,8 +37,7 @@ impl RelayBuilder {
         session_height: i64,
     ) -> Self {
         RelayBuilder {
-            app,
-            client,
+            client: RelayClient::new(app, client),
             servicer,
             chain: chain.into(),
             session_height,
@@ -49,35 +49,20 @@ impl RelayBuilder {
     }
 
     pub fn build(&self, entropy: i64) -> Relay {
-        let mut relay = Relay {
-            payload: Payload {
-                data: self.data.clone(),
-                method: self.method.clone(),
-                path: self.path.clone(),
-                headers: None,
-            },
-            meta: RelayMeta {
-                block_height: self.block_height,
-            },
-            proof: RelayProof {
-                request_hash: String::new(),
-                entropy,
-                session_block_height: self.session_height,
-                servicer_pub_key: self.servicer.public_hex.clone(),
-                blockchain: self.chain.clone(),
-                aat: Aat {
-                    version: "0.0.1".into(),
-                    app_pub_key: self.app.public_hex.clone(),
-                    client_pub_key: self.client.public_hex.clone(),
-                    signature: String::new(),
-                },
-                signature: String::new(),
-            },
+        let payload = Payload {
+            data: self.data.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            headers: None,
         };
-        relay.proof.request_hash = relay.request_hash_hex();
-        relay.proof.aat.signature = self.app.sign_hex(&relay.proof.aat.hash());
-        relay.proof.signature = self.client.sign_hex(&relay.proof.hash());
-        relay
+        self.client.build(
+            &self.servicer.public_hex,
+            &self.chain,
+            self.session_height,
+            self.block_height,
+            entropy,
+            payload,
+        )
     }
 }
 

@@ -1,0 +1,179 @@
+//! Shared pieces of the integration tests: simulators on loopback, a data dir, the meshd binary
+//! as a child process (so tests can SIGKILL it), and a relay sender that verifies signatures.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meshd::client::{wire_json, RelayClient};
+use meshd::demo::{demo_keys, free_port, write_datadir, CHAIN, SESSION_HEIGHT, TOKEN};
+use meshd::protocol::keys::verify_hex;
+use meshd::protocol::relay::response_hash;
+use meshd::protocol::{KeyPair, Payload, Relay};
+use meshd::sim::{start_chain, start_servicer, ChainHandle, ChainSimConfig, ServicerSimConfig, SimApp, SimHandle};
+
+pub struct Stack {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub chain: ChainHandle,
+    pub servicer: Arc<Mutex<SimHandle>>,
+    pub servicer_key: KeyPair,
+    pub client: RelayClient,
+    pub meshd: Option<Child>,
+    pub log: PathBuf,
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshd-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Stack {
+    /// Simulators plus a data dir; `extra` config keys override the defaults.
+    pub fn new(name: &str, max_relays: u64, extra: serde_json::Value) -> Stack {
+        let (app, client, servicer_key) = demo_keys();
+        let dir = temp_dir(name);
+        let chain = start_chain(ChainSimConfig::default()).unwrap();
+        let port = free_port().unwrap();
+        let servicer = start_servicer(ServicerSimConfig {
+            auth_token: TOKEN.into(),
+            height: SESSION_HEIGHT,
+            service_url: format!("http://127.0.0.1:{port}"),
+            servicers: vec![servicer_key.public_hex.clone()],
+            chains: vec![CHAIN.into()],
+            apps: vec![SimApp { public_key: app.public_hex.clone(), chains: vec![CHAIN.into()], max_relays }],
+            workers: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        write_datadir(&dir, port, &servicer.url(), &chain.url(), &servicer_key, &extra).unwrap();
+        let log = dir.join("meshd.log");
+        Stack {
+            dir,
+            port,
+            chain,
+            servicer: Arc::new(Mutex::new(servicer)),
+            servicer_key,
+            client: RelayClient::new(app, client),
+            meshd: None,
+            log,
+        }
+    }
+
+    /// Start the meshd binary and wait until its relay port accepts connections.
+    pub fn start_meshd(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_meshd"))
+            .args(["start", "--datadir"])
+            .arg(&self.dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn meshd");
+        self.meshd = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.meshd.as_mut().unwrap().try_wait().unwrap() {
+                panic!("meshd exited with {status}:\n{}", self.log_tail());
+            }
+            assert!(Instant::now() < deadline, "meshd did not listen within 20 s:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL meshd (no chance to flush or clean up) and reap it.
+    pub fn kill_meshd(&mut self) {
+        if let Some(mut child) = self.meshd.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn relay(&self, entropy: i64) -> Relay {
+        let payload = Payload {
+            data: format!(r#"{{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":{entropy}}}"#),
+            method: "POST".into(),
+            ..Default::default()
+        };
+        self.client.build(&self.servicer_key.public_hex, CHAIN, SESSION_HEIGHT, SESSION_HEIGHT, entropy, payload)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/client/relay", self.port)
+    }
+
+    pub fn queue_cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshd")).arg("queue").args(args).arg("--datadir").arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "meshd queue {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.kill_meshd();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
+}
+
+/// What happened to one relay sent to meshd.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sent {
+    /// 200 with a valid servicer signature over the response.
+    Served(String),
+    /// Any other HTTP answer.
+    Refused(u16, String),
+    /// No HTTP answer (connection refused or cut, timeout).
+    NoAnswer(String),
+}
+
+pub fn send(agent: &ureq::Agent, url: &str, relay: &Relay, servicer: &KeyPair) -> Sent {
+    let body = wire_json(relay);
+    let mut response = match agent.post(url).header("Content-Type", "application/json").send(&body) {
+        Ok(r) => r,
+        Err(e) => return Sent::NoAnswer(e.to_string()),
+    };
+    let status = response.status().as_u16();
+    let text = match response.body_mut().read_to_string() {
+        Ok(t) => t,
+        Err(e) => return Sent::NoAnswer(e.to_string()),
+    };
+    if status != 200 {
+        return Sent::Refused(status, text);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).expect("200 body is JSON");
+    let digest = response_hash(v["response"].as_str().unwrap(), &relay.proof.hash_hex());
+    assert!(verify_hex(&servicer.public_hex, &digest, v["signature"].as_str().unwrap()), "200 with a bad signature: {text}");
+    Sent::Served(relay.proof.hash_hex())
+}
+
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
