@@ -138,7 +138,8 @@ fn a_full_queue_answers_503_keeps_draining_and_recovers() {
     // servicer has not vouched for); its notify drains at once.
     assert!(matches!(send(&agent, &stack.url(), &stack.relay(1_000_000), &stack.servicer_key), Sent::Served(_)));
     assert!(wait_until(Duration::from_secs(10), || stack.servicer.lock().unwrap().stats().accepted_total == 1));
-    stack.servicer.lock().unwrap().pause();
+    // The servicer stays healthy for checks but answers every notify with 503.
+    set_notify_failure(&stack, 503);
     let mut served = 0u32;
     let mut refusal = None;
     for i in 0..5000 {
@@ -158,7 +159,7 @@ fn a_full_queue_answers_503_keeps_draining_and_recovers() {
     let stats = stack.queue_cli(&["stats"]);
     assert!(stats.contains(&format!("pending      {served}")), "{stats}");
 
-    stack.servicer.lock().unwrap().resume().unwrap();
+    set_notify_failure(&stack, 0);
     let drained = wait_until(Duration::from_secs(60), || stack.servicer.lock().unwrap().stats().accepted_total == u64::from(served) + 1);
     let stats = stack.servicer.lock().unwrap().stats();
     assert!(

@@ -66,9 +66,20 @@ impl Stack {
     }
 
     /// Start the meshd binary and wait until its relay port accepts connections.
+    /// `MESHD_BIN` overrides the binary and `MESHD_RUNNER` prefixes it (e.g. an aarch64 build
+    /// under `qemu-aarch64-static`, see tests/arm_smoke.sh).
     pub fn start_meshd(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_meshd"))
+        let binary = std::env::var("MESHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_meshd").to_string());
+        let mut command = match std::env::var("MESHD_RUNNER") {
+            Ok(runner) if !runner.is_empty() => {
+                let mut c = Command::new(runner);
+                c.arg(&binary);
+                c
+            }
+            _ => Command::new(&binary),
+        };
+        let child = command
             .args(["start", "--datadir"])
             .arg(&self.dir)
             .env("RUST_LOG", "info")
@@ -77,12 +88,12 @@ impl Stack {
             .spawn()
             .expect("spawn meshd");
         self.meshd = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(status) = self.meshd.as_mut().unwrap().try_wait().unwrap() {
                 panic!("meshd exited with {status}:\n{}", self.log_tail());
             }
-            assert!(Instant::now() < deadline, "meshd did not listen within 20 s:\n{}", self.log_tail());
+            assert!(Instant::now() < deadline, "meshd did not listen within 60 s:\n{}", self.log_tail());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
