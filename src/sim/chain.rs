@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{base64_decode, Handler, HttpServer, Incoming, Reply};
+use super::http::{Handler, HttpServer, Incoming, Reply};
+use crate::outbound::base64_decode;
 
 /// Chain simulator settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
