@@ -5,8 +5,6 @@
 //! CLI (`meshd sim …`, see [`run_cli`]): each prints exactly one line,
 //! `listening on 127.0.0.1:PORT`, then serves until the process is killed.
 
-// The API below is for tests, benches and `meshd demo`, which the integrator wires in.
-#![allow(unused_imports, dead_code)]
 
 pub mod chain;
 mod http;
