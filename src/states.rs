@@ -188,9 +188,18 @@ impl States {
         self.recent.borrow().iter().rev().take(n).cloned().collect()
     }
 
-    /// The newest state of an address across groups (for the status page).
-    pub fn current(&self, address: &[u8; 20]) -> Option<StateRecord> {
-        self.last.borrow().iter().filter(|(k, _)| k.starts_with(address)).map(|(_, r)| r).max_by_key(|r| r.time_us).cloned()
+    /// The newest state of every address across its groups (for the status page).
+    pub fn current_all(&self) -> HashMap<[u8; 20], StateRecord> {
+        let mut out: HashMap<[u8; 20], StateRecord> = HashMap::new();
+        for record in self.last.borrow().values() {
+            match out.get(&record.servicer_address) {
+                Some(newest) if newest.time_us >= record.time_us => {}
+                _ => {
+                    out.insert(record.servicer_address, record.clone());
+                }
+            }
+        }
+        out
     }
 
     pub fn health(&self, address: [u8; 20], node: &str, healthy: bool, height: i64, reason: &str) -> bool {
