@@ -73,6 +73,9 @@ fn default_status_type(e: &PocketError) -> &'static str {
     }
 }
 
+/// `chain_id` label of relays for chains meshd does not host (or that did not decode).
+pub const UNKNOWN_CHAIN: &str = "unknown";
+
 /// What the metrics need to know about a relay, filled in as validation learns it.
 #[derive(Default)]
 struct Trace {
@@ -84,7 +87,7 @@ struct Trace {
 pub async fn handle(app: &Rc<App>, body: Vec<u8>) -> Reply {
     let started = Instant::now();
     let logged = app.settings.log_relay_request.then(|| body.clone());
-    let mut trace = Trace::default();
+    let mut trace = Trace { chain: UNKNOWN_CHAIN.to_string(), ..Trace::default() };
     let (reply, error) = match serve(app, body, &mut trace).await {
         Ok(reply) => (reply, None),
         Err(rejection) => {
@@ -128,7 +131,13 @@ fn refuse(app: &App, rejection: Rejection, logged: Option<Vec<u8>>) -> Reply {
 
 async fn serve(app: &Rc<App>, body: Vec<u8>, trace: &mut Trace) -> Result<Reply, Rejection> {
     let relay = Relay::from_json(&body).map_err(|e| PocketError::sdk(2, format!("invalid relay JSON: {e}")))?;
-    trace.chain.clone_from(&relay.proof.blockchain);
+    // Metric labels only take chains meshd hosts: the client chooses this string, and
+    // arbitrary values would grow the registry without bound.
+    if app.chains.contains_key(&relay.proof.blockchain) {
+        trace.chain.clone_from(&relay.proof.blockchain);
+    } else {
+        trace.chain = UNKNOWN_CHAIN.to_string();
+    }
     let checked = validate(app, &relay, trace).await?;
     execute(app, relay, checked, body, trace).await
 }

@@ -342,7 +342,8 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
+        // A space is a '+' that an unencoded query string turned into one.
+        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-" | " ") && &rest[3..4] == ":" => {
             let h: i64 = rest[1..3].parse().map_err(|_| bad())?;
             let m: i64 = rest[4..6].parse().map_err(|_| bad())?;
             let sign = if rest.starts_with('-') { -1 } else { 1 };
@@ -407,6 +408,8 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
         assert_eq!(parse_time("2024-11-18T12:39:18.167Z"), Ok(1_731_933_558_167_000));
         assert_eq!(parse_time("2024-11-18T13:39:18.167+01:00"), Ok(1_731_933_558_167_000));
+        assert_eq!(parse_time("2024-11-18T13:39:18.167 01:00"), Ok(1_731_933_558_167_000));
+        assert_eq!(parse_time("2024-11-18T11:39:18.167-01:00"), Ok(1_731_933_558_167_000));
         assert_eq!(parse_time("2000-02-29T00:00:00.0000019Z"), Ok(951_782_400_000_001));
         assert_eq!(parse_time("1731933558"), Ok(1_731_933_558_000_000));
         for bad in ["", "2024-13-01T00:00:00Z", "2024-11-18T12:39:18", "2024-11-18T12:39:18.Z", "yesterday"] {

@@ -220,7 +220,11 @@ fn notify_failures_and_recovery_are_states() {
 
 #[test]
 fn metrics_scrape_has_the_incumbent_families_and_meshd_gauges() {
-    let mut stack = Stack::new("metrics", 1_000, json!({"metrics_moniker": "fra-mesh-1", "chains_name_map": "chains_name_map.json"}));
+    let mut stack = Stack::new(
+        "metrics",
+        1_000,
+        json!({"metrics_moniker": "fra-mesh-1", "chains_name_map": "chains_name_map.json", "prometheus_max_open_files": 2}),
+    );
     std::fs::write(stack.dir.join("chains_name_map.json"), r#"{"0021":"eth-mainnet"}"#).unwrap();
     stack.start_meshd();
     let agent = agent(Duration::from_secs(5));
@@ -230,6 +234,11 @@ fn metrics_scrape_has_the_incumbent_families_and_meshd_gauges() {
     let mut tampered = stack.relay(200);
     tampered.payload.data.push(' ');
     assert!(matches!(send(&agent, &stack.url(), &tampered, &stack.servicer_key), Sent::Refused(400, _)));
+    // A chain meshd does not host: counted under chain_id="unknown", never under the
+    // client's string (labels must not grow with what clients send).
+    let mut foreign = stack.relay(201);
+    foreign.proof.blockchain = "beef".into();
+    assert!(matches!(send(&agent, &stack.url(), &foreign, &stack.servicer_key), Sent::Refused(400, _)));
     assert!(wait_until(Duration::from_secs(10), || stack.servicer.lock().unwrap().stats().accepted_total == 5));
 
     // Any path answers the metrics (like promhttp on the incumbent's port).
@@ -244,8 +253,9 @@ fn metrics_scrape_has_the_incumbent_families_and_meshd_gauges() {
         format!("pocketcore_geo_mesh_relay_count{{{m},chain_id=\"0021\",chain_name=\"eth-mainnet\",is_notify=\"true\",success=\"true\",status_code=\"200\"}} 5"),
         format!("pocketcore_geo_mesh_error_count{{{m},chain_id=\"0021\",chain_name=\"eth-mainnet\",is_notify=\"false\",status_type=\"bad_request\",status_code=\"74\",success=\"false\"}} 1"),
         format!("pocketcore_geo_mesh_chain_time_count{{{m},chain_id=\"0021\",chain_name=\"eth-mainnet\",status_code=\"200\"}} 5"),
+        format!("pocketcore_geo_mesh_relay_count{{{m},chain_id=\"unknown\",chain_name=\"unknown\",is_notify=\"false\",success=\"false\",status_code=\"400\"}} 1"),
         format!("meshd_served_total{{{m}}} 5"),
-        format!("meshd_rejected_total{{{m}}} 1"),
+        format!("meshd_rejected_total{{{m}}} 2"),
         format!("meshd_notified_total{{{m}}} 5"),
         format!("meshd_queue_pending{{{m}}} 0"),
         format!("meshd_queue_dead_letters{{{m}}} 0"),
@@ -259,11 +269,29 @@ fn metrics_scrape_has_the_incumbent_families_and_meshd_gauges() {
     assert!(text.contains("# TYPE pocketcore_geo_mesh_relay_time histogram"));
     assert!(text.contains("le=\"381\""), "LinearBuckets(1,20,20) ends at 381 ms");
     assert!(!text.contains("servicer_address"), "no servicer label unless metrics_attach_servicer_label");
+    assert!(!text.contains("beef"), "client-chosen chain ids are not labels");
     // Every sample line is `name{labels} number`.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "bad sample {line:?}");
     }
+    // prometheus_max_open_files caps concurrent scrapes: that many exposition threads.
+    let pid = stack.meshd.as_ref().unwrap().id();
+    let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.starts_with("metrics-"))
+        .count();
+    assert_eq!(workers, 2, "one exposition thread per allowed concurrent scrape");
+    // Concurrent scrapes beyond the cap wait their turn and are all answered.
+    let scrapers: Vec<_> = (0..5)
+        .map(|_| {
+            let url = metrics_url(&stack);
+            std::thread::spawn(move || get(&url, None).0)
+        })
+        .collect();
+    assert!(scrapers.into_iter().all(|s| s.join().unwrap() == 200));
+
     // Kept for tests/metrics_check.sh, which runs the real `promtool check metrics` on it.
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("metrics-scrape.txt");
     std::fs::write(&out, &text).unwrap();
