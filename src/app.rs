@@ -8,24 +8,53 @@ use std::time::Duration;
 use crate::config::{Chain, Loaded, Settings};
 use crate::fleet::Fleet;
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::queue::Writer;
 use crate::outbound::{agent, AgentSettings};
 use crate::servicer_api::ServicerEndpoint;
 use crate::sessions::SessionCache;
+use crate::states::States;
 
-/// Running totals, for logs and the demo (Prometheus export is issue D).
-#[derive(Default, Debug)]
-pub struct Counters {
-    pub served: Cell<u64>,
-    pub rejected: Cell<u64>,
-    pub chain_errors: Cell<u64>,
-    pub notified: Cell<u64>,
+/// Declares [`Counters`]: one `Cell<u64>` field per line, each exported to Prometheus as
+/// `meshd_<field>_total` with its help text. Adding a counter is one line here; nothing else
+/// has to change for it to appear in the metrics and on the status page.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $field:ident: $help:literal,)*) => {
+        /// Running totals, for logs, the demo, `/metrics` and the status page.
+        #[derive(Default, Debug)]
+        pub struct Counters {
+            $($(#[$doc])* pub $field: Cell<u64>,)*
+        }
+
+        impl Counters {
+            /// Every counter as (field name, help text, value), in declaration order.
+            pub fn export(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($field), $help, self.$field.get()),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    served: "Relays answered 200 (signed and queued).",
+    rejected: "Relays refused with an error answer.",
+    chain_errors: "Relays whose chain call failed (code 28).",
+    notified: "Relays the servicer accepted.",
     /// Notifies answered 37: the servicer already had the proof (counted as delivered).
-    pub notify_already_known: Cell<u64>,
-    pub dead_lettered: Cell<u64>,
+    notify_already_known: "Notifies answered 37: the servicer already had the proof (counted as delivered).",
+    dead_lettered: "Relays moved to the dead-letter store.",
     /// Relays refused with 503 because the queue was near full.
-    pub queue_full: Cell<u64>,
+    queue_full: "Relays refused with 503 because the queue was near full.",
+    /// SIGHUP reload requests received.
+    reloads_requested: "Reload requests received (SIGHUP).",
+}
+
+impl Counters {
+    /// Add one to a counter (single executor thread: a plain Cell is enough).
+    pub fn inc(cell: &Cell<u64>) {
+        cell.set(cell.get() + 1);
+    }
 }
 
 pub struct App {
@@ -44,6 +73,13 @@ pub struct App {
     pub queue: Writer,
     pub counters: Counters,
     pub simulate_relay: bool,
+    // --- operator experience (issue D) ---
+    /// Token the private routes (`/v1/private/mesh/*`) require in `Authorization`.
+    pub mesh_token: Option<String>,
+    /// Prometheus registry (executor thread only).
+    pub metrics: Metrics,
+    /// Identity-state tracker (transitions per servicer address, persisted).
+    pub states: States,
 }
 
 impl App {
@@ -66,7 +102,14 @@ impl App {
             user_agent: s.user_agent.clone(),
         });
         let node_count = fleet.nodes.len();
+        let states = States::load(queue.clone()).unwrap_or_else(|e| {
+            log::error!("event=states_load_failed error={e:?} (history continues, earlier states may be recorded again)");
+            States::empty(queue.clone())
+        });
         App {
+            mesh_token: loaded.mesh_token.clone(),
+            metrics: Metrics::new(&s.metrics_moniker, s.metrics_attach_servicer_label, loaded.chain_names.clone()),
+            states,
             health: Health::new(node_count, Duration::from_secs(s.node_check_interval.max(1))),
             notifier: Notifier::new(node_count),
             queue,

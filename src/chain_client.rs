@@ -34,6 +34,12 @@ impl ChainCall {
 
     /// Run the call; `Err` carries the transport error text (reported to the client as code 28).
     pub fn execute(&self, agent: &ureq::Agent) -> Result<String, String> {
+        self.execute_with_status(agent).map(|(_, body)| body)
+    }
+
+    /// [`ChainCall::execute`] plus the chain's HTTP status, which only labels the
+    /// `chain_time` metric (the body is signed whatever the status).
+    pub fn execute_with_status(&self, agent: &ureq::Agent) -> Result<(u16, String), String> {
         let mut builder = ureq::http::Request::builder().method(self.method.as_str()).uri(self.url.as_str());
         match &self.headers {
             Some(headers) if !headers.is_empty() => {
@@ -53,10 +59,11 @@ impl ChainCall {
         let request = builder.body(body).map_err(|e| format!("building request to {}: {e}", self.url))?;
         let response = agent.run(request).map_err(|e| e.to_string())?;
         let answer = read_answer(response)?;
-        Ok(match String::from_utf8(answer.body) {
+        let text = match String::from_utf8(answer.body) {
             Ok(text) => text,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        };
+        Ok((answer.status, text))
     }
 }
 

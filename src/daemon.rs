@@ -1,11 +1,15 @@
 //! `meshd start`: builds the shared state, checks the servicer nodes once, opens the relay
 //! listener and runs every task (health checks, notifier, session cleanup, request handling)
 //! on one `LocalExecutor` thread. Blocking work goes to smol's capped blocking pool.
+//!
+//! Operator side (issue D): the Prometheus listener, systemd `READY=1`/`WATCHDOG=1`, and the
+//! graceful shutdown on SIGTERM/SIGINT (see [`shutdown`]).
 
+use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::config::Loaded;
@@ -14,6 +18,10 @@ use crate::notifier::Notifier;
 use crate::protocol::session::latest_session_height;
 use crate::queue::{writer, Durability, Store, WriteOp, Writer};
 use crate::router;
+use crate::{metrics, sd_notify, signals, states};
+
+/// Longest a graceful shutdown waits for in-flight requests before committing and exiting.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// Blocking-pool cap unless `BLOCKING_MAX_THREADS` says otherwise (blocking 1.7 never shrinks
 /// its pool, so an uncapped burst would keep hundreds of idle threads; rust-stack.md §2).
@@ -47,23 +55,173 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         let (listener, requests) = Listener::bind(&listen)?;
         Notifier::spawn_dispatchers(&app, ex);
         ex.spawn(session_cleanup(app.clone())).detach();
+        ex.spawn(prune_states(app.clone())).detach();
+        start_metrics(&app, ex);
         log::info!(
-            "meshd ready: relay listener on {} serving {} servicers for {} nodes, {} chains; queue: {}",
+            "event=ready listen={} servicers={} nodes={} chains={} queue={:?}",
             listener.addr,
             app.fleet.servicer_count(),
             app.fleet.nodes.len(),
             app.chains.len(),
             queue_summary(&store)
         );
+        let systemd = sd_notify::Notifier::from_env();
+        if let Some(sd) = &systemd {
+            sd.notify(&format!("READY=1\nSTATUS=serving {} servicers on {}", app.fleet.servicer_count(), listener.addr));
+            if let Some(interval) = sd_notify::watchdog_interval() {
+                ex.spawn(watchdog(interval)).detach();
+            }
+        }
         if let Some(ready) = options.on_ready.take() {
             ready(listener.addr);
         }
-        while let Ok(request) = requests.recv().await {
-            ex.spawn(router::serve(app.clone(), request)).detach();
-        }
-        listener.close();
+        let in_flight = Rc::new(Cell::new(0usize));
+        let signal = serve_until_signal(&app, ex, &requests, &in_flight).await;
+        shutdown(&app, ex, listener, requests, &in_flight, signal, systemd.as_ref()).await;
         Ok(())
     }))
+}
+
+/// Counts a request from hand-off to answer, so a shutdown can wait for it.
+struct InFlight(Rc<Cell<usize>>);
+
+impl InFlight {
+    fn enter(count: &Rc<Cell<usize>>) -> InFlight {
+        count.set(count.get() + 1);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+fn spawn_request(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, request: tiny_http::Request, in_flight: &Rc<Cell<usize>>) {
+    let guard = InFlight::enter(in_flight);
+    let app = app.clone();
+    ex.spawn(async move {
+        router::serve(app, request).await;
+        drop(guard);
+    })
+    .detach();
+}
+
+/// Serve requests until SIGTERM/SIGINT (returns the signal) or the listener stops (None).
+/// SIGHUP calls [`signals::on_sighup`] and serving goes on.
+async fn serve_until_signal(
+    app: &Rc<App>,
+    ex: &'static smol::LocalExecutor<'static>,
+    requests: &async_channel::Receiver<tiny_http::Request>,
+    in_flight: &Rc<Cell<usize>>,
+) -> Option<i32> {
+    let accept = async {
+        while let Ok(request) = requests.recv().await {
+            spawn_request(app, ex, request, in_flight);
+        }
+        None
+    };
+    let watch = async {
+        let mut hangups = 0;
+        loop {
+            match signals::next(&mut hangups).await {
+                signals::Event::Reload => signals::on_sighup(app),
+                signals::Event::Terminate(signal) => return Some(signal),
+            }
+        }
+    };
+    futures_lite::future::or(accept, watch).await
+}
+
+/// Graceful shutdown: stop accepting (the listening socket is closed, new connections are
+/// refused), serve what was already accepted, wait for in-flight requests (at most
+/// [`SHUTDOWN_DRAIN`]), then commit everything submitted to the queue writer and return, so
+/// the process exits 0. A relay still waiting on its chain call when the bound passes gets
+/// no answer; it may already be queued, which only means its notify is sent anyway.
+async fn shutdown(
+    app: &Rc<App>,
+    ex: &'static smol::LocalExecutor<'static>,
+    listener: Listener,
+    requests: async_channel::Receiver<tiny_http::Request>,
+    in_flight: &Rc<Cell<usize>>,
+    signal: Option<i32>,
+    systemd: Option<&sd_notify::Notifier>,
+) {
+    let started = Instant::now();
+    let deadline = started + SHUTDOWN_DRAIN;
+    let signal_name = signal.map_or("none", signals::name);
+    log::info!("event=shutdown_started signal={signal_name} in_flight={} drain_bound_ms={}", in_flight.get(), SHUTDOWN_DRAIN.as_millis());
+    if let Some(sd) = systemd {
+        sd.notify("STOPPING=1");
+    }
+    // Unblock the hand-off thread and drop our handle: the socket closes once it exits.
+    listener.close();
+    drop(listener);
+    // Requests accepted before the close are still answered.
+    while Instant::now() < deadline {
+        match futures_lite::future::or(async { requests.recv().await.ok() }, async {
+            async_io::Timer::at(deadline).await;
+            None
+        })
+        .await
+        {
+            Some(request) => spawn_request(app, ex, request, in_flight),
+            None => break,
+        }
+    }
+    while in_flight.get() > 0 && Instant::now() < deadline {
+        async_io::Timer::after(Duration::from_millis(10)).await;
+    }
+    let unanswered = in_flight.get();
+    let committed = futures_lite::future::or(async { Some(app.queue.write(crate::queue::WriteOp::Flush).await) }, async {
+        async_io::Timer::after(SHUTDOWN_DRAIN).await;
+        None
+    })
+    .await;
+    match committed {
+        Some(crate::queue::WriteResult::Done) => {}
+        other => log::error!("event=shutdown_commit_failed result={other:?}"),
+    }
+    log::info!(
+        "event=shutdown_complete signal={signal_name} elapsed_ms={} unanswered={unanswered} served={} notified={}",
+        started.elapsed().as_millis(),
+        app.counters.served.get(),
+        app.counters.notified.get() + app.counters.notify_already_known.get()
+    );
+}
+
+/// `WATCHDOG=1` every half `WatchdogSec`, from the executor: if the executor wedges, the
+/// pings stop and systemd restarts meshd.
+async fn watchdog(interval: Duration) {
+    let Some(sd) = sd_notify::Notifier::from_env() else { return };
+    loop {
+        sd.notify("WATCHDOG=1");
+        async_io::Timer::after(interval).await;
+    }
+}
+
+/// The Prometheus listener on `listen_address:pocket_prometheus_port`. A port that cannot be
+/// bound is logged, not fatal: relays matter more than metrics.
+fn start_metrics(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>) {
+    let s = &app.settings;
+    let addr = format!("{}:{}", s.listen_address, s.pocket_prometheus_port);
+    match metrics::serve_exposition(&addr, s.prometheus_max_open_files) {
+        Ok((bound, scrapes)) => {
+            log::info!("event=metrics_listening listen={bound} max_open={}", s.prometheus_max_open_files.clamp(1, metrics::MAX_SCRAPE_WORKERS));
+            ex.spawn(metrics::answer_scrapes(app.clone(), scrapes)).detach();
+        }
+        Err(e) => log::error!("event=metrics_unavailable error={e:?}"),
+    }
+}
+
+/// Drop identity-state history older than the retention, hourly.
+async fn prune_states(app: Rc<App>) {
+    loop {
+        let retention_us = states::RETENTION_DAYS * 86_400 * 1_000_000;
+        app.queue.submit(crate::queue::WriteOp::PruneStates { before_us: states::now_us().saturating_sub(retention_us) });
+        async_io::Timer::after(Duration::from_secs(3600)).await;
+    }
 }
 
 fn open_queue(loaded: &Loaded) -> Result<Store, String> {
@@ -121,10 +279,17 @@ async fn check_loop(app: Rc<App>, node: usize) {
                 }
             }
         }
-        match (was_healthy, app.health.gate(node)) {
+        let gate = app.health.gate(node);
+        match (was_healthy, &gate) {
             (false, Ok(status)) => log::info!("event=node_healthy node={name} height={} version={:?}", status.height, status.version),
             (true, Err(e)) => log::warn!("event=node_unhealthy node={name} reason={:?}", e.message),
             _ => {}
+        }
+        for address in &app.fleet.nodes[node].address_bytes {
+            match &gate {
+                Ok(status) => app.states.health(*address, name, true, status.height, ""),
+                Err(e) => app.states.health(*address, name, false, 0, &e.message),
+            };
         }
         async_io::Timer::after(interval).await;
     }

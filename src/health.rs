@@ -108,6 +108,13 @@ impl Health {
         Ok(status.clone())
     }
 
+    /// The last successful check's status (even if stale or syncing) and the last error, for
+    /// the status page.
+    pub fn view(&self, node: usize) -> (Option<NodeStatus>, Option<String>) {
+        let nodes = self.nodes.borrow();
+        (nodes[node].status.clone(), nodes[node].last_error.clone())
+    }
+
     /// Highest height any healthy-or-not node reported (used to age out sessions).
     pub fn max_height(&self) -> Option<(i64, i64)> {
         self.nodes

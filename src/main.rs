@@ -31,6 +31,7 @@ USAGE:
   meshd --version | --help
 
 Environment: RUST_LOG overrides log_level; BLOCKING_MAX_THREADS caps the blocking pool (default 32).
+Signals (start): SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads.
 ";
 
 fn main() {
@@ -98,13 +99,31 @@ fn load_config(args: &DataDirArgs) -> Result<config::Loaded, String> {
 }
 
 fn init_logging(log_level: &str) -> Result<(), String> {
-    let level = config::settings::parse_log_level(log_level).map_err(|e| format!("configuration error: log_level: {e}"))?;
+    let configured = config::settings::parse_log_level(log_level).map_err(|e| format!("configuration error: log_level: {e}"))?;
+    // RUST_LOG overrides log_level: a plain level (`debug`) or the same `*:debug` syntax.
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()).map(|v| {
+        v.trim().parse::<log::LevelFilter>().map_err(|_| v.clone()).or_else(|_| config::settings::parse_log_level(&v).map_err(|_| v))
+    });
+    let level = match &from_env {
+        Some(Ok(level)) => *level,
+        _ => configured,
+    };
+    // ureq's TRACE level is a wire dump that is "NOT REDACTED" (its docs): it would print the
+    // servicer token in `Authorization`. HTTP client crates stop at DEBUG, whose headers ureq
+    // allow-lists, whatever the level.
+    let clients = level.min(log::LevelFilter::Debug);
     simple_logger::SimpleLogger::new()
         .with_level(level)
-        .env()
+        .with_module_level("ureq", clients)
+        .with_module_level("ureq_proto", clients)
+        .with_module_level("rustls", clients)
         .with_utc_timestamps()
         .init()
-        .map_err(|e| format!("cannot start logging: {e}"))
+        .map_err(|e| format!("cannot start logging: {e}"))?;
+    if let Some(Err(value)) = from_env {
+        log::warn!("event=config_warning RUST_LOG={value:?} is not a log level; using log_level {log_level:?}");
+    }
+    Ok(())
 }
 
 fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
@@ -127,6 +146,7 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
         loaded.nodes.len(),
         loaded.chains.len()
     );
+    meshd::signals::install().map_err(|e| format!("signals: {e}"))?;
     daemon::run(loaded, daemon::StartOptions { simulate_relay: args.simulate_relay, on_ready: None }).map_err(|e| {
         log::error!("event=fatal error={e:?}");
         e

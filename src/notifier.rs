@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
-use crate::app::App;
+use crate::app::{App, Counters};
 use crate::protocol::session::latest_session_height;
 use crate::queue::record::now_ms;
 use crate::queue::{PendingKey, QueuedRelay, WriteOp, WriteResult};
@@ -128,6 +128,10 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
         Ok(record) => record,
         Err(decode_error) => {
             log::error!("event=queue_record_corrupt key={} error={decode_error:?}", hex::encode(key));
+            Counters::inc(&app.counters.dead_lettered);
+            if let Ok(address) = <[u8; 20]>::try_from(&key[..20]) {
+                app.states.dead_lettered(address, "", 0, &decode_error);
+            }
             return settle(app, WriteOp::DeadLetter(key, decode_error)).await;
         }
     };
@@ -146,27 +150,38 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
     .await;
     record.relay_json = body;
     let servicer = hex::encode(record.servicer_address);
+    let node_name = app.fleet.nodes[node].name.as_str();
+    record_notify_metrics(app, &record, &outcome);
     match outcome {
         NotifyOutcome::Accepted => {
-            lane.consecutive_failures.set(0);
-            app.counters.notified.set(app.counters.notified.get() + 1);
+            node_recovered(app, node, lane);
+            app.states.notify_ok(record.servicer_address, node_name);
+            Counters::inc(&app.counters.notified);
             settle(app, WriteOp::Delivered(key)).await;
         }
         NotifyOutcome::Rejected(e) if e.code == 37 => {
             // The servicer already holds this proof (e.g. a notify whose answer was lost when
             // meshd was killed): it will be claimed, so it is delivered, not dead.
-            lane.consecutive_failures.set(0);
-            app.counters.notify_already_known.set(app.counters.notify_already_known.get() + 1);
+            node_recovered(app, node, lane);
+            app.states.notify_ok(record.servicer_address, node_name);
+            Counters::inc(&app.counters.notify_already_known);
             log::info!("event=notify_already_known servicer={servicer} chain={} session_height={}", record.chain, record.session_height);
             settle(app, WriteOp::Delivered(key)).await;
         }
         NotifyOutcome::Rejected(e) => {
-            lane.consecutive_failures.set(0);
-            app.counters.dead_lettered.set(app.counters.dead_lettered.get() + 1);
+            node_recovered(app, node, lane);
+            Counters::inc(&app.counters.dead_lettered);
             log::warn!("event=notify_rejected servicer={servicer} chain={} code={} message={:?}", record.chain, e.code, e.message);
-            settle(app, WriteOp::DeadLetter(key, format!("servicer refused the relay: {e}"))).await;
+            let reason = format!("servicer refused the relay: {e}");
+            app.states.dead_lettered(record.servicer_address, &record.chain, record.session_height, &reason);
+            settle(app, WriteOp::DeadLetter(key, reason)).await;
         }
         NotifyOutcome::NodeDown(why) => {
+            if lane.consecutive_failures.get() == 0 {
+                for address in &app.fleet.nodes[node].address_bytes {
+                    app.states.notify_failing(*address, node_name, &why);
+                }
+            }
             let failures = lane.consecutive_failures.get() + 1;
             lane.consecutive_failures.set(failures);
             let pause = backoff(failures - 1, s.servicer_retry_wait_min.max(10), s.servicer_retry_wait_max.max(1000));
@@ -180,29 +195,59 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
             }
         }
         NotifyOutcome::RetryRelay(why) => {
-            lane.consecutive_failures.set(0);
+            node_recovered(app, node, lane);
             record.attempts += 1;
             record.last_error = why.clone();
             let op = if u64::from(record.attempts) <= s.servicer_retry_max_times {
                 record.not_before_ms = now_ms() + backoff(record.attempts - 1, s.servicer_retry_wait_min, s.servicer_retry_wait_max).as_millis() as u64;
                 WriteOp::Reschedule(key, Box::new(record))
             } else if let Some(height) = unclaimable_at(app, node, record.session_height) {
-                app.counters.dead_lettered.set(app.counters.dead_lettered.get() + 1);
+                Counters::inc(&app.counters.dead_lettered);
                 let reason = format!(
                     "gave up after {} attempts: session {} can no longer be claimed at height {height}; last error: {why}",
                     record.attempts, record.session_height
                 );
                 log::warn!("event=notify_dead_letter servicer={servicer} reason={reason:?}");
+                app.states.dead_lettered(record.servicer_address, &record.chain, record.session_height, &reason);
                 WriteOp::DeadLetter(key, reason)
             } else {
                 if u64::from(record.attempts) == s.servicer_retry_max_times + 1 {
                     log::warn!("event=notify_slow_lane servicer={servicer} attempts={} last_error={why:?}", record.attempts);
+                    app.states.notify_backlog(record.servicer_address, &record.chain, record.session_height, record.attempts, &why);
                 }
                 record.not_before_ms = now_ms() + SLOW_LANE.as_millis() as u64;
                 WriteOp::Reschedule(key, Box::new(record))
             };
             settle(app, op).await;
         }
+    }
+}
+
+/// A notify got an answer from the node: end its failure streak, and when there was one,
+/// mark its servicers' notifies as working again.
+fn node_recovered(app: &App, node: usize, lane: &NodeLane) {
+    if lane.consecutive_failures.replace(0) > 0 {
+        let name = app.fleet.nodes[node].name.as_str();
+        log::info!("event=notify_node_recovered node={name}");
+        for address in &app.fleet.nodes[node].address_bytes {
+            app.states.notify_ok(*address, name);
+        }
+    }
+}
+
+/// `relay_count{is_notify="true"}` with the servicer's answer as an HTTP-like status (200
+/// accepted, 400 refused, 503 node not taking notifies) and `error_count` for the failures.
+fn record_notify_metrics(app: &App, record: &QueuedRelay, outcome: &NotifyOutcome) {
+    let (status, success, error) = match outcome {
+        NotifyOutcome::Accepted => (200, true, None),
+        NotifyOutcome::Rejected(e) if e.code == 37 => (400, true, None),
+        NotifyOutcome::Rejected(e) => (400, false, Some(("notify_response", e.code))),
+        NotifyOutcome::RetryRelay(_) => (400, false, Some(("notify_response", 0))),
+        NotifyOutcome::NodeDown(_) => (503, false, Some(("notify_request", 0))),
+    };
+    app.metrics.notify(&record.chain, &record.servicer_address, status, success);
+    if let Some((status_type, code)) = error {
+        app.metrics.error(&record.chain, Some(&record.servicer_address), true, status_type, code);
     }
 }
 

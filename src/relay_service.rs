@@ -12,12 +12,14 @@
 //! before it is committed to the queue.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::app::Counters;
 use crate::chain_client::ChainCall;
+use crate::metrics::RelayObservation;
 use crate::fleet::Servicer;
 use crate::health::NodeStatus;
 use crate::queue::record::now_ms;
@@ -40,44 +42,104 @@ struct Rejection {
     dispatch: Option<Value>,
     /// meshd cannot take relays right now (queue full or failing): HTTP 503, not 400.
     unavailable: bool,
+    /// The `status_type` label of `error_count` (the incumbent's names where they exist).
+    status_type: &'static str,
 }
 
 impl From<PocketError> for Rejection {
     fn from(error: PocketError) -> Self {
-        Rejection { error, dispatch: None, unavailable: false }
+        let status_type = default_status_type(&error);
+        Rejection { error, dispatch: None, unavailable: false, status_type }
     }
+}
+
+impl Rejection {
+    fn typed(error: PocketError, status_type: &'static str) -> Rejection {
+        Rejection { status_type, ..error.into() }
+    }
+}
+
+/// `error_count` status types by code, for rejections not classified where they arise.
+fn default_status_type(e: &PocketError) -> &'static str {
+    if e.codespace != errors::CODESPACE_POCKET {
+        return if e.code == 2 { "bad_request" } else { "internal" };
+    }
+    match e.code {
+        26 => "chain_not_found",
+        60 => "session_height_out_of_range",
+        28 => "chain",
+        13 | 14 | 45 | 71 | 90 => "invalid_session",
+        _ => "bad_request",
+    }
+}
+
+/// `chain_id` label of relays for chains meshd does not host (or that did not decode).
+pub const UNKNOWN_CHAIN: &str = "unknown";
+
+/// What the metrics need to know about a relay, filled in as validation learns it.
+#[derive(Default)]
+struct Trace {
+    chain: String,
+    servicer: Option<[u8; 20]>,
+    chain_call: Option<Duration>,
 }
 
 pub async fn handle(app: &Rc<App>, body: Vec<u8>) -> Reply {
+    let started = Instant::now();
     let logged = app.settings.log_relay_request.then(|| body.clone());
-    match serve(app, body).await {
-        Ok(reply) => reply,
+    let mut trace = Trace { chain: UNKNOWN_CHAIN.to_string(), ..Trace::default() };
+    let (reply, error) = match serve(app, body, &mut trace).await {
+        Ok(reply) => (reply, None),
         Err(rejection) => {
-            app.counters.rejected.set(app.counters.rejected.get() + 1);
-            let e = &rejection.error;
-            match logged {
-                Some(body) => log::info!(
-                    "event=relay_rejected code={} codespace={} message={:?} relay={}",
-                    e.code,
-                    e.codespace,
-                    e.message,
-                    String::from_utf8_lossy(&body)
-                ),
-                None => log::debug!("event=relay_rejected code={} codespace={} message={:?}", e.code, e.codespace, e.message),
-            }
-            if rejection.unavailable {
-                relay_unavailable(e)
-            } else {
-                relay_error(e, rejection.dispatch.as_ref())
-            }
+            let error = (rejection.status_type, rejection.error.code);
+            (refuse(app, rejection, logged), Some(error))
         }
+    };
+    app.metrics.relay(RelayObservation {
+        chain: &trace.chain,
+        servicer: trace.servicer.as_ref(),
+        status_code: reply.status,
+        success: reply.status == 200,
+        total: started.elapsed(),
+        chain_call: trace.chain_call,
+    });
+    if let Some((status_type, code)) = error {
+        app.metrics.error(&trace.chain, trace.servicer.as_ref(), false, status_type, code);
+    }
+    reply
+}
+
+fn refuse(app: &App, rejection: Rejection, logged: Option<Vec<u8>>) -> Reply {
+    Counters::inc(&app.counters.rejected);
+    let e = &rejection.error;
+    match logged {
+        Some(body) => log::info!(
+            "event=relay_rejected code={} codespace={} message={:?} relay={}",
+            e.code,
+            e.codespace,
+            e.message,
+            String::from_utf8_lossy(&body)
+        ),
+        None => log::debug!("event=relay_rejected code={} codespace={} message={:?}", e.code, e.codespace, e.message),
+    }
+    if rejection.unavailable {
+        relay_unavailable(e)
+    } else {
+        relay_error(e, rejection.dispatch.as_ref())
     }
 }
 
-async fn serve(app: &Rc<App>, body: Vec<u8>) -> Result<Reply, Rejection> {
+async fn serve(app: &Rc<App>, body: Vec<u8>, trace: &mut Trace) -> Result<Reply, Rejection> {
     let relay = Relay::from_json(&body).map_err(|e| PocketError::sdk(2, format!("invalid relay JSON: {e}")))?;
-    let checked = validate(app, &relay).await?;
-    execute(app, relay, checked, body).await
+    // Metric labels only take chains meshd hosts: the client chooses this string, and
+    // arbitrary values would grow the registry without bound.
+    if app.chains.contains_key(&relay.proof.blockchain) {
+        trace.chain.clone_from(&relay.proof.blockchain);
+    } else {
+        trace.chain = UNKNOWN_CHAIN.to_string();
+    }
+    let checked = validate(app, &relay, trace).await?;
+    execute(app, relay, checked, body, trace).await
 }
 
 /// What validation established about a relay that may be served.
@@ -87,12 +149,18 @@ struct Checked<'a> {
     proof_hash: [u8; 32],
 }
 
-async fn validate<'a>(app: &'a App, relay: &Relay) -> Result<Checked<'a>, Rejection> {
+async fn validate<'a>(app: &'a App, relay: &Relay, trace: &mut Trace) -> Result<Checked<'a>, Rejection> {
     let proof = &relay.proof;
-    let public_key = decode_key(&proof.servicer_pub_key)
-        .ok_or_else(|| PocketError::sdk(1, "Could not convert servicer hex to public key"))?;
-    let servicer = app.fleet.servicer(&public_key).ok_or_else(|| PocketError::sdk(1, "Failed to find correct servicer PK"))?;
-    let status = app.health.gate(servicer.node)?;
+    let public_key = decode_key(&proof.servicer_pub_key).ok_or_else(|| {
+        Rejection::typed(PocketError::sdk(1, "Could not convert servicer hex to public key"), "servicer_not_found")
+    })?;
+    let servicer = app
+        .fleet
+        .servicer(&public_key)
+        .ok_or_else(|| Rejection::typed(PocketError::sdk(1, "Failed to find correct servicer PK"), "servicer_not_found"))?;
+    let address = crate::protocol::address_of(&public_key);
+    trace.servicer = Some(address);
+    let status = app.health.gate(servicer.node).map_err(|e| Rejection::typed(e, "node_unhealthy"))?;
 
     let sbh = proof.session_block_height;
     if !session_height_acceptable(&status, sbh) {
@@ -117,21 +185,38 @@ async fn validate<'a>(app: &'a App, relay: &Relay) -> Result<Checked<'a>, Reject
         Err(SessionFailure::Refused(e)) if e.warrants_dispatch() => {
             return Err(with_current_dispatch(app, servicer, relay, &status, e).await);
         }
-        Err(SessionFailure::Refused(e)) => return Err(e.into()),
+        Err(SessionFailure::Refused(e)) => {
+            if e.code == 71 && e.codespace == errors::CODESPACE_POCKET {
+                app.states.session_exhausted(address, &proof.blockchain, sbh);
+            }
+            return Err(Rejection::typed(e, "invalid_session"));
+        }
         Err(SessionFailure::Unreachable(why)) => {
-            return Err(PocketError::sdk(1, format!("pocket node is currently unavailable: session lookup failed: {why}")).into());
+            let error = PocketError::sdk(1, format!("pocket node is currently unavailable: session lookup failed: {why}"));
+            return Err(Rejection::typed(error, "get_session"));
         }
     };
     match session.reserve() {
-        Ok(()) => Ok(Checked { servicer, proof_hash: proof.hash(), session }),
-        Err(_) => Err(Rejection { error: errors::over_service(), dispatch: session.dispatch.clone(), unavailable: false }),
+        Ok(()) => {
+            // The first relay this process serves in the session (a restart re-observes it;
+            // the tracker records a session as active only once).
+            if session.served() == 1 {
+                app.states.session_active(address, &proof.blockchain, sbh, session.remaining() + 1);
+            }
+            Ok(Checked { servicer, proof_hash: proof.hash(), session })
+        }
+        Err(_) => {
+            app.states.session_exhausted(address, &proof.blockchain, sbh);
+            let dispatch = session.dispatch.clone();
+            Err(Rejection { dispatch, ..Rejection::typed(errors::over_service(), "invalid_session") })
+        }
     }
 }
 
 /// The relay is reserved: it is committed to the queue while the chain is called, and counts
 /// whatever the chain answers (a servicer stores the proof before executing, so a relay whose
 /// chain call failed is still claimable and still notified).
-async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8>) -> Result<Reply, Rejection> {
+async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8>, trace: &mut Trace) -> Result<Reply, Rejection> {
     let s = &app.settings;
     let Checked { servicer, session, proof_hash } = checked;
     let chain = &app.chains[&relay.proof.blockchain];
@@ -150,16 +235,23 @@ async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8
     };
     let call = ChainCall::new(chain, &relay.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
     if s.log_chain_request {
-        log::info!("event=chain_request chain={} method={} url={} data={:?}", chain.id, call.method, call.url, call.data);
+        log::info!("event=chain_request chain={} method={} url={} data={:?}", chain.id, call.method, redact_url(&call.url), call.data);
     }
     let agent = app.chain_agent.clone();
     let started = Instant::now();
     let (queued, chain_result) = futures_lite::future::zip(
         app.queue.write(WriteOp::Append(Box::new(record))),
-        smol::unblock(move || call.execute(&agent)),
+        smol::unblock(move || {
+            let started = Instant::now();
+            (call.execute_with_status(&agent), started.elapsed())
+        }),
     )
     .await;
+    let (chain_result, chain_elapsed) = chain_result;
     let elapsed_ms = started.elapsed().as_millis();
+    trace.chain_call = Some(chain_elapsed);
+    let chain_status = chain_result.as_ref().map_or(0, |(status, _)| *status);
+    app.metrics.chain_call(&chain.id, chain_status, chain_elapsed);
     match queued {
         WriteResult::Appended(_) => app.notifier.wake(servicer.node),
         WriteResult::Duplicate => {
@@ -168,23 +260,23 @@ async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8
         }
         WriteResult::Full => {
             session.release();
-            app.counters.queue_full.set(app.counters.queue_full.get() + 1);
+            Counters::inc(&app.counters.queue_full);
             if app.counters.queue_full.get() % 1000 == 1 {
                 log::error!("event=queue_full refused={} (relays get 503 until the notifier drains the queue)", app.counters.queue_full.get());
             }
             let error = PocketError::sdk(1, "meshd relay queue is full: the servicer is not taking notifies fast enough; try again later");
-            return Err(Rejection { error, dispatch: None, unavailable: true });
+            return Err(Rejection { unavailable: true, ..Rejection::typed(error, "queue_full") });
         }
         other => {
             session.release();
             let error = PocketError::sdk(1, format!("meshd cannot queue the relay: {other:?}"));
-            return Err(Rejection { error, dispatch: None, unavailable: true });
+            return Err(Rejection { unavailable: true, ..Rejection::typed(error, "queue") });
         }
     }
     let body = match chain_result {
-        Ok(body) => body,
+        Ok((_, body)) => body,
         Err(e) => {
-            app.counters.chain_errors.set(app.counters.chain_errors.get() + 1);
+            Counters::inc(&app.counters.chain_errors);
             log::warn!("event=chain_error chain={} elapsed_ms={elapsed_ms} error={e:?}", chain.id);
             return Err(errors::http_execution(&e).into());
         }
@@ -194,7 +286,7 @@ async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8
     }
     let response = if s.json_sort_relay_responses { sort_json_response(&body) } else { body };
     let signature = servicer.key.sign_hex(&response_hash(&response, &hex::encode(proof_hash)));
-    app.counters.served.set(app.counters.served.get() + 1);
+    Counters::inc(&app.counters.served);
     Ok(relay_ok(&response, &signature))
 }
 
@@ -250,11 +342,34 @@ async fn with_current_dispatch(app: &App, servicer: &Servicer, relay: &Relay, st
     } else {
         None
     };
-    Rejection { error, dispatch, unavailable: false }
+    Rejection { dispatch, ..error.into() }
 }
 
 fn decode_key(text: &str) -> Option<[u8; 32]> {
     let mut key = [0u8; 32];
     hex::decode_to_slice(text, &mut key).ok()?;
     Some(key)
+}
+
+/// A URL as logs may show it: user info (`user:password@`) replaced, since chain URLs may
+/// carry credentials.
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.into() };
+    let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..scheme_end], &url[scheme_end + at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn credentials_in_urls_are_not_logged() {
+        assert_eq!(redact_url("https://user:secret@host:8545/rpc?a=b@c"), "https://***@host:8545/rpc?a=b@c");
+        assert_eq!(redact_url("http://127.0.0.1:8545/x@y"), "http://127.0.0.1:8545/x@y");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 }

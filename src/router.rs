@@ -15,12 +15,13 @@ use crate::reply::{http_error, Reply};
 pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.url().split('?').next().unwrap_or("").to_string();
+    let ops = OpsRequest::of(&request);
     let (request, body) = read_body(request, app.settings.client_rpc_max_bytes_size).await;
     let reply = match body {
         Err(reply) => reply,
         Ok(body) => {
             let timeout = Duration::from_millis(app.settings.client_rpc_timeout.max(1));
-            futures_lite::future::or(route(&app, &method, &path, body), async move {
+            futures_lite::future::or(route(&app, &method, &path, body, &ops), async move {
                 async_io::Timer::after(timeout).await;
                 http_error(503, "server Timeout Handling Request")
             })
@@ -30,12 +31,31 @@ pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
     respond(request, reply).await;
 }
 
-async fn route(app: &Rc<App>, method: &str, path: &str, body: Vec<u8>) -> Reply {
+async fn route(app: &Rc<App>, method: &str, path: &str, body: Vec<u8>, ops: &OpsRequest) -> Reply {
     match (method, path) {
         ("POST", "/v1/client/relay") => relay_service::handle(app, body).await,
         ("OPTIONS", "/v1/client/relay") => Reply::json(200, Vec::new()).with_cors(),
         ("POST", "/v1/client/sim") if app.simulate_relay => simulate_relay(app, body).await,
-        _ => http_error(404, &format!("no route for {method} {path}")),
+        // --- operator routes (issue D): states API, status page and its JSON ---
+        _ => match crate::ops_routes::route(app, method, path, &ops.query, ops.authorization.as_deref()).await {
+            Some(reply) => reply,
+            None => http_error(404, &format!("no route for {method} {path}")),
+        },
+    }
+}
+
+/// What the operator routes need from the request besides method and path.
+struct OpsRequest {
+    query: String,
+    authorization: Option<String>,
+}
+
+impl OpsRequest {
+    fn of(request: &tiny_http::Request) -> OpsRequest {
+        OpsRequest {
+            query: request.url().split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default(),
+            authorization: request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str().to_string()),
+        }
     }
 }
 

@@ -185,6 +185,17 @@ impl SessionCache {
     pub fn len(&self) -> usize {
         self.slots.borrow().len()
     }
+
+    /// Sessions being served per servicer public key (the status page).
+    pub fn ready_by_servicer(&self) -> HashMap<[u8; 32], usize> {
+        let mut out = HashMap::new();
+        for (id, slot) in self.slots.borrow().iter() {
+            if matches!(slot, Slot::Ready(_)) {
+                *out.entry(id.servicer).or_insert(0) += 1;
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 
 pub mod cli;
 pub mod record;
+pub mod states;
 pub mod store;
 pub mod writer;
 
 pub use record::{DeadLetter, QueuedRelay};
+pub use states::{StateQuery, StateRecord};
 pub use store::{Durability, PendingKey, QueueStats, Store, WriteOp, WriteResult};
 pub use writer::Writer;

@@ -9,6 +9,7 @@
 //!   served but not yet accepted, subtracted from the budget a servicer reports after a restart.
 //! - `dead`     seq (8, BE) → versioned `DeadLetter`.
 //! - `meta`     "next_seq".
+//! - `states`, `state_last`: identity-state history (see [`super::states`]).
 //!
 //! Every write goes through [`Store::apply`]: one transaction (one fsync) per batch of operations.
 //! Appends are refused once the databases use 3/4 of the map, so deletes always find free pages
@@ -23,6 +24,7 @@ use heed::types::{Bytes, Str, Unit, U32, U64};
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, PutFlags, RoTxn, WithoutTls};
 
 use super::record::{now_ms, DeadLetter, QueuedRelay};
+use super::states::StateRecord;
 use crate::protocol::session::session_header_hash;
 
 pub type PendingKey = [u8; 28];
@@ -48,6 +50,13 @@ pub enum WriteOp {
     PruneProofs { below_session_height: i64 },
     /// Move a dead letter back to pending, with its attempts reset.
     ReplayDead(u64),
+    /// Append an identity-state record and make it the newest under this `state_last` key.
+    RecordState(Box<StateRecord>, Vec<u8>),
+    /// Forget identity-state history older than this (unix µs).
+    PruneStates { before_us: u64 },
+    /// Nothing to change: resolves once every operation submitted before it is committed
+    /// (and, with `async` durability, flushed to disk). Used at shutdown.
+    Flush,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +82,14 @@ pub struct QueueStats {
 }
 
 pub struct Store {
-    env: Env<WithoutTls>,
+    pub(super) env: Env<WithoutTls>,
     pending: Database<'static, Bytes, Bytes>,
     proofs: Database<'static, Bytes, Unit>,
     sessions: Database<'static, Bytes, U32<BigEndian>>,
     dead: Database<'static, U64<BigEndian>, Bytes>,
     meta: Database<'static, Str, U64<BigEndian>>,
+    pub(super) states: Database<'static, Bytes, Bytes>,
+    pub(super) state_last: Database<'static, Bytes, Bytes>,
     /// Next sequence number; only the writer (one at a time, LMDB's rule) advances it.
     next_seq: Mutex<u64>,
     map_bytes: u64,
@@ -116,7 +127,7 @@ fn record_session_key(r: &QueuedRelay) -> [u8; 64] {
     session_key(&r.app_public_key, &r.chain, r.session_height, &r.servicer_public_key)
 }
 
-fn mdb(e: heed::Error) -> String {
+pub(super) fn mdb(e: heed::Error) -> String {
     e.to_string()
 }
 
@@ -135,7 +146,7 @@ impl Store {
         // with other processes (the `meshd queue` CLI) that open it.
         let env = unsafe { options.open(dir) }.map_err(|e| format!("{}: cannot open LMDB queue: {e}", dir.display()))?;
         let wtxn = env.write_txn().map_err(mdb)?;
-        let (pending, proofs, sessions, dead, meta) = env
+        let (pending, proofs, sessions, dead, meta, states, state_last) = env
             .create_databases_and_commit(wtxn, |dbo, w| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database::<Bytes, Bytes>(w, Some("pending"))?,
@@ -143,6 +154,8 @@ impl Store {
                     dbo.create_database::<Bytes, U32<BigEndian>>(w, Some("sessions"))?,
                     dbo.create_database::<U64<BigEndian>, Bytes>(w, Some("dead"))?,
                     dbo.create_database::<Str, U64<BigEndian>>(w, Some("meta"))?,
+                    dbo.create_database::<Bytes, Bytes>(w, Some("states"))?,
+                    dbo.create_database::<Bytes, Bytes>(w, Some("state_last"))?,
                 )))
             })
             .map_err(|e| format!("{}: cannot create queue databases: {e}", dir.display()))?
@@ -151,7 +164,19 @@ impl Store {
         let next_seq = meta.get(&rtxn, "next_seq").map_err(mdb)?.unwrap_or(0);
         let map_bytes = env.info().map_size as u64;
         drop(rtxn);
-        Ok(Store { env, pending, proofs, sessions, dead, meta, next_seq: Mutex::new(next_seq), map_bytes, durability })
+        Ok(Store {
+            env,
+            pending,
+            proofs,
+            sessions,
+            dead,
+            meta,
+            states,
+            state_last,
+            next_seq: Mutex::new(next_seq),
+            map_bytes,
+            durability,
+        })
     }
 
     /// Appends are refused above this many bytes in use.
@@ -167,6 +192,8 @@ impl Store {
             self.sessions.stat(txn)?,
             self.dead.stat(txn)?,
             self.meta.stat(txn)?,
+            self.states.stat(txn)?,
+            self.state_last.stat(txn)?,
         ] {
             total += (stat.branch_pages + stat.leaf_pages + stat.overflow_pages) as u64 * u64::from(stat.page_size);
         }
@@ -261,6 +288,21 @@ impl Store {
                         }
                     },
                 },
+                WriteOp::RecordState(record, last_key) => {
+                    // The bound `used_bytes` keeps for deletes applies to history too.
+                    if used + 512 > limit {
+                        WriteResult::Full
+                    } else {
+                        self.put_state(&mut wtxn, record, last_key)?;
+                        used += 512;
+                        WriteResult::Done
+                    }
+                }
+                WriteOp::PruneStates { before_us } => {
+                    self.prune_states(&mut wtxn, *before_us)?;
+                    WriteResult::Done
+                }
+                WriteOp::Flush => WriteResult::Done,
             };
             results.push(result);
         }
@@ -269,6 +311,9 @@ impl Store {
         }
         wtxn.commit().map_err(mdb)?;
         *seq_guard = seq;
+        if ops.iter().any(|op| matches!(op, WriteOp::Flush)) {
+            self.sync()?;
+        }
         Ok(results)
     }
 
@@ -351,6 +396,20 @@ impl Store {
         for item in self.pending.iter(&rtxn).map_err(mdb)? {
             let (key, _) = item.map_err(mdb)?;
             *counts.entry(hex::encode(&key[..20.min(key.len())])).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Relays served and not yet accepted, per servicer public key: a walk of the small
+    /// `sessions` counters (one entry per live session), not of the queue itself.
+    pub fn pending_by_servicer_key(&self) -> Result<BTreeMap<[u8; 32], u64>, String> {
+        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let mut counts = BTreeMap::new();
+        for item in self.sessions.iter(&rtxn).map_err(mdb)? {
+            let (key, count) = item.map_err(mdb)?;
+            if let Ok(servicer) = <[u8; 32]>::try_from(&key[key.len().saturating_sub(32)..]) {
+                *counts.entry(servicer).or_insert(0) += u64::from(count);
+            }
         }
         Ok(counts)
     }

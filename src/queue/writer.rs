@@ -32,6 +32,15 @@ impl Writer {
         &self.store
     }
 
+    /// Queue an operation for the next batch without waiting for it (state records: the
+    /// caller needs no answer, and the writer's FIFO keeps them in order).
+    pub fn submit(&self, op: WriteOp) {
+        let (reply, _) = async_channel::bounded(1);
+        if self.tx.try_send(Request { op, reply }).is_err() {
+            log::warn!("event=queue_submit_dropped reason=\"the queue writer has stopped\"");
+        }
+    }
+
     /// Apply one operation as part of the next batch; resolves once that batch is committed.
     pub async fn write(&self, op: WriteOp) -> WriteResult {
         let (reply, answer) = async_channel::bounded(1);

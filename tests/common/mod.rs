@@ -36,9 +36,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
 impl Stack {
     /// Simulators plus a data dir; `extra` config keys override the defaults.
     pub fn new(name: &str, max_relays: u64, extra: serde_json::Value) -> Stack {
+        Stack::with_chain(name, max_relays, extra, ChainSimConfig::default())
+    }
+
+    /// [`Stack::new`] with a chain simulator configured by the test (e.g. a slow chain).
+    pub fn with_chain(name: &str, max_relays: u64, extra: serde_json::Value, chain: ChainSimConfig) -> Stack {
         let (app, client, servicer_key) = demo_keys();
         let dir = temp_dir(name);
-        let chain = start_chain(ChainSimConfig::default()).unwrap();
+        let chain = start_chain(chain).unwrap();
         let port = free_port().unwrap();
         let servicer = start_servicer(ServicerSimConfig {
             auth_token: TOKEN.into(),
@@ -69,6 +74,12 @@ impl Stack {
     /// `MESHD_BIN` overrides the binary and `MESHD_RUNNER` prefixes it (e.g. an aarch64 build
     /// under `qemu-aarch64-static`, see tests/arm_smoke.sh).
     pub fn start_meshd(&mut self) {
+        self.start_meshd_with(&[], &[("RUST_LOG", Some("info"))]);
+    }
+
+    /// [`Stack::start_meshd`] with extra `start` arguments and environment changes
+    /// (`None` removes a variable).
+    pub fn start_meshd_with(&mut self, args: &[&str], env: &[(&str, Option<&str>)]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let binary = std::env::var("MESHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_meshd").to_string());
         let mut command = match std::env::var("MESHD_RUNNER") {
@@ -79,14 +90,14 @@ impl Stack {
             }
             _ => Command::new(&binary),
         };
-        let child = command
-            .args(["start", "--datadir"])
-            .arg(&self.dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn meshd");
+        command.args(["start", "--datadir"]).arg(&self.dir).args(args).stdout(Stdio::null()).stderr(log);
+        for (name, value) in env {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
+        let child = command.spawn().expect("spawn meshd");
         self.meshd = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -104,6 +115,24 @@ impl Stack {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// A value from the data dir's config.json (e.g. the Prometheus port the stack picked).
+    pub fn config_value(&self, key: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir.join("config.json")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        config[key].clone()
+    }
+
+    /// Send a signal to the running meshd (SIGTERM, SIGHUP …).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.meshd.as_ref().expect("meshd is running").id();
+        let status = Command::new("kill").args(["-s", signal, &pid.to_string()]).status().unwrap();
+        assert!(status.success(), "kill -s {signal} {pid} failed");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {

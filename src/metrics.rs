@@ -1,0 +1,500 @@
+//! Prometheus metrics, hand-written (text exposition format 0.0.4, no client crate).
+//!
+//! Names: the incumbent's `pocketcore_geo_mesh_*` (reference geo-mesh §6.1), so existing
+//! dashboards keep working — `relay_count`, `relay_time`, `relay_handler_time`, `error_count`,
+//! `chain_time` with the same labels and `LinearBuckets(1, 20, 20)` millisecond buckets — plus
+//! meshd's own `meshd_*` gauges (queue, sessions, nodes, identity states) and one
+//! `meshd_<name>_total` counter per field of [`crate::app::Counters`].
+//!
+//! Threads: the registry lives on the executor thread (`Cell`/`RefCell`, no locks: recording a
+//! relay is a map lookup and a few additions). The exposition listener runs on its own threads
+//! (`pocket_prometheus_port`, `prometheus_max_open_files` worker threads, so at most that many
+//! scrapes are served at once). A scrape is **message-passed** to the executor: the worker
+//! sends a reply channel, a task on the executor renders the text from live state and sends it
+//! back. Nothing is rendered when nobody scrapes (an idle Pi stays idle), every scrape is
+//! current, and a scrape that gets no answer within [`SCRAPE_TIMEOUT`] is answered 503 — a
+//! wedged executor shows up as failed scrapes instead of stale numbers.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::app::App;
+use crate::queue::QueueStats;
+
+/// `prometheus.LinearBuckets(1, 20, 20)`: upper bounds in milliseconds.
+pub const BUCKETS_MS: [f64; 20] = {
+    let mut b = [0.0; 20];
+    let mut i = 0;
+    while i < 20 {
+        b[i] = 1.0 + 20.0 * i as f64;
+        i += 1;
+    }
+    b
+};
+
+/// Longest a scrape waits for the executor before answering 503.
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound on exposition worker threads, whatever `prometheus_max_open_files` says.
+pub const MAX_SCRAPE_WORKERS: u64 = 16;
+
+const NS: &str = "pocketcore_geo_mesh_";
+
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts per bucket; rendered cumulatively.
+    buckets: [u64; 20],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, ms: f64) {
+        if let Some(i) = BUCKETS_MS.iter().position(|le| ms <= *le) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += ms;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RelayKey {
+    chain: String,
+    is_notify: bool,
+    success: bool,
+    status_code: u16,
+    servicer: String,
+}
+
+#[derive(Debug, Default)]
+struct RelayStats {
+    count: u64,
+    relay_time: Histogram,
+    handler_time: Histogram,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ErrorKey {
+    chain: String,
+    is_notify: bool,
+    status_type: &'static str,
+    status_code: u32,
+    servicer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ChainKey {
+    chain: String,
+    status_code: u16,
+}
+
+/// One client relay as the metrics see it.
+pub struct RelayObservation<'a> {
+    pub chain: &'a str,
+    pub servicer: Option<&'a [u8; 20]>,
+    /// The HTTP status meshd answered.
+    pub status_code: u16,
+    pub success: bool,
+    /// The whole handler, chain call included.
+    pub total: Duration,
+    /// The chain call's share, when there was one.
+    pub chain_call: Option<Duration>,
+}
+
+/// The registry. Only touched on the executor thread.
+pub struct Metrics {
+    started: std::time::SystemTime,
+    moniker: String,
+    attach_servicer: bool,
+    chain_names: RefCell<BTreeMap<String, String>>,
+    relays: RefCell<BTreeMap<RelayKey, RelayStats>>,
+    errors: RefCell<BTreeMap<ErrorKey, u64>>,
+    chains: RefCell<BTreeMap<ChainKey, Histogram>>,
+    /// Relays answered 200 per servicer address (status page; always kept, it is small).
+    served_by_servicer: RefCell<HashMap<[u8; 20], u64>>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Metrics {
+    pub fn new(moniker: &str, attach_servicer: bool, chain_names: BTreeMap<String, String>) -> Metrics {
+        Metrics {
+            started: std::time::SystemTime::now(),
+            moniker: moniker.to_string(),
+            attach_servicer,
+            chain_names: RefCell::new(chain_names),
+            relays: RefCell::default(),
+            errors: RefCell::default(),
+            chains: RefCell::default(),
+            served_by_servicer: RefCell::default(),
+        }
+    }
+
+    /// Replace the chain id → name map (labels only; e.g. after a reload).
+    pub fn set_chain_names(&self, names: BTreeMap<String, String>) {
+        *self.chain_names.borrow_mut() = names;
+    }
+
+    fn servicer_label(&self, servicer: Option<&[u8; 20]>) -> String {
+        match (self.attach_servicer, servicer) {
+            (true, Some(a)) => hex::encode(a),
+            _ => String::new(),
+        }
+    }
+
+    /// A client relay finished (any outcome).
+    pub fn relay(&self, o: RelayObservation<'_>) {
+        let key = RelayKey {
+            chain: o.chain.to_string(),
+            is_notify: false,
+            success: o.success,
+            status_code: o.status_code,
+            servicer: self.servicer_label(o.servicer),
+        };
+        let mut relays = self.relays.borrow_mut();
+        let stats = relays.entry(key).or_default();
+        stats.count += 1;
+        stats.relay_time.observe(ms(o.total));
+        stats.handler_time.observe(ms(o.total.saturating_sub(o.chain_call.unwrap_or_default())));
+        if o.success {
+            if let Some(address) = o.servicer {
+                *self.served_by_servicer.borrow_mut().entry(*address).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// A notify to the servicer finished: `relay_count{is_notify="true"}` (no histograms).
+    pub fn notify(&self, chain: &str, servicer: &[u8; 20], status_code: u16, success: bool) {
+        let key = RelayKey { chain: chain.to_string(), is_notify: true, success, status_code, servicer: self.servicer_label(Some(servicer)) };
+        self.relays.borrow_mut().entry(key).or_default().count += 1;
+    }
+
+    /// `error_count`: `status_type` is one of the incumbent's (`bad_request`, `chain`, …) or
+    /// meshd's (`node_unhealthy`, `queue_full`); `code` the Pocket error code.
+    pub fn error(&self, chain: &str, servicer: Option<&[u8; 20]>, is_notify: bool, status_type: &'static str, code: u32) {
+        let key = ErrorKey { chain: chain.to_string(), is_notify, status_type, status_code: code, servicer: self.servicer_label(servicer) };
+        *self.errors.borrow_mut().entry(key).or_insert(0) += 1;
+    }
+
+    /// `chain_time`: one chain call; `status_code` 0 when the chain gave no HTTP answer.
+    pub fn chain_call(&self, chain: &str, status_code: u16, elapsed: Duration) {
+        let key = ChainKey { chain: chain.to_string(), status_code };
+        self.chains.borrow_mut().entry(key).or_default().observe(ms(elapsed));
+    }
+
+    /// When this registry (the daemon) started.
+    pub fn started(&self) -> std::time::SystemTime {
+        self.started
+    }
+
+    pub fn moniker(&self) -> &str {
+        &self.moniker
+    }
+
+    /// Relays answered 200 for this servicer since start.
+    pub fn served_by(&self, address: &[u8; 20]) -> u64 {
+        self.served_by_servicer.borrow().get(address).copied().unwrap_or(0)
+    }
+}
+
+/// Prometheus label value escaping (backslash, double quote, newline).
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::from("{");
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{name}=\"{}\"", escape(value));
+    }
+    out.push('}');
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Histogram series: `base` holds the label text without braces.
+fn histogram_lines(out: &mut String, name: &str, base: &str, h: &Histogram) {
+    let mut cumulative = 0u64;
+    for (le, n) in BUCKETS_MS.iter().zip(h.buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{{base},le=\"{}\"}} {cumulative}", fmt_f64(*le));
+    }
+    let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{base}}} {}", fmt_f64(h.sum));
+    let _ = writeln!(out, "{name}_count{{{base}}} {}", h.count);
+}
+
+fn strip_braces(s: &str) -> &str {
+    &s[1..s.len() - 1]
+}
+
+/// Live values read outside the registry at scrape time.
+pub struct Snapshot {
+    pub queue: Result<QueueStats, String>,
+}
+
+impl Metrics {
+    fn chain_name(&self, id: &str) -> String {
+        self.chain_names.borrow().get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    fn relay_labels(&self, k: &RelayKey) -> String {
+        let name = self.chain_name(&k.chain);
+        let mut pairs = vec![
+            ("moniker", self.moniker.as_str()),
+            ("chain_id", k.chain.as_str()),
+            ("chain_name", name.as_str()),
+            ("is_notify", if k.is_notify { "true" } else { "false" }),
+            ("success", if k.success { "true" } else { "false" }),
+        ];
+        let code = k.status_code.to_string();
+        pairs.push(("status_code", &code));
+        if self.attach_servicer {
+            pairs.push(("servicer_address", &k.servicer));
+        }
+        labels(&pairs)
+    }
+
+    /// The incumbent-compatible families.
+    fn render_geo_mesh(&self, out: &mut String) {
+        let relays = self.relays.borrow();
+        let name = format!("{NS}relay_count");
+        header(out, &name, "counter", "Relays handled (is_notify=true: notifies to the servicer).");
+        for (k, s) in relays.iter() {
+            let _ = writeln!(out, "{name}{} {}", self.relay_labels(k), s.count);
+        }
+        for (family, help, pick) in [
+            ("relay_time", "Relay handling time with the chain call, in milliseconds.", 0),
+            ("relay_handler_time", "Relay handling time without the chain call, in milliseconds.", 1),
+        ] {
+            let name = format!("{NS}{family}");
+            header(out, &name, "histogram", help);
+            for (k, s) in relays.iter().filter(|(k, _)| !k.is_notify) {
+                let h = if pick == 0 { &s.relay_time } else { &s.handler_time };
+                histogram_lines(out, &name, strip_braces(&self.relay_labels(k)), h);
+            }
+        }
+        let name = format!("{NS}error_count");
+        header(out, &name, "counter", "Relay and notify errors by status type and Pocket error code.");
+        for (k, n) in self.errors.borrow().iter() {
+            let chain_name = self.chain_name(&k.chain);
+            let code = k.status_code.to_string();
+            let mut pairs = vec![
+                ("moniker", self.moniker.as_str()),
+                ("chain_id", k.chain.as_str()),
+                ("chain_name", chain_name.as_str()),
+                ("is_notify", if k.is_notify { "true" } else { "false" }),
+                ("status_type", k.status_type),
+                ("status_code", &code),
+                ("success", "false"),
+            ];
+            if self.attach_servicer {
+                pairs.push(("servicer_address", &k.servicer));
+            }
+            let _ = writeln!(out, "{name}{} {n}", labels(&pairs));
+        }
+        let name = format!("{NS}chain_time");
+        header(out, &name, "histogram", "Chain call time in milliseconds, by the chain's HTTP status (0: no answer).");
+        for (k, h) in self.chains.borrow().iter() {
+            let chain_name = self.chain_name(&k.chain);
+            let code = k.status_code.to_string();
+            let base = labels(&[("moniker", &self.moniker), ("chain_id", &k.chain), ("chain_name", &chain_name), ("status_code", &code)]);
+            histogram_lines(out, &name, strip_braces(&base), h);
+        }
+    }
+}
+
+/// The whole exposition text.
+pub fn render(app: &App, snapshot: &Snapshot) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    app.metrics.render_geo_mesh(&mut out);
+    let moniker = labels(&[("moniker", &app.metrics.moniker)]);
+
+    let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name}{moniker} {}", fmt_f64(value));
+    };
+    gauge(&mut out, "meshd_up", "1 while meshd answers scrapes from its executor.", 1.0);
+    let started = app.metrics.started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    gauge(&mut out, "meshd_start_time_seconds", "Unix time meshd started.", started.floor());
+    match &snapshot.queue {
+        Ok(q) => {
+            gauge(&mut out, "meshd_queue_pending", "Relays served and waiting for the servicer to accept the notify.", q.pending as f64);
+            gauge(&mut out, "meshd_queue_dead_letters", "Relays in the dead-letter store.", q.dead as f64);
+            gauge(&mut out, "meshd_queue_proofs", "Proofs in the duplicate index.", q.proofs as f64);
+            gauge(&mut out, "meshd_queue_used_bytes", "Bytes the queue databases use in the LMDB map.", q.used_bytes as f64);
+            gauge(&mut out, "meshd_queue_map_bytes", "Size of the LMDB map (relay_queue_map_size).", q.map_bytes as f64);
+            gauge(
+                &mut out,
+                "meshd_queue_admission_limit_bytes",
+                "New relays are refused with 503 above this many bytes used.",
+                q.admission_limit_bytes as f64,
+            );
+        }
+        Err(e) => log::warn!("event=metrics_queue_stats_failed error={e:?}"),
+    }
+    gauge(&mut out, "meshd_session_cache_entries", "Sessions (and remembered refusals) in the session cache.", app.sessions.len() as f64);
+    gauge(&mut out, "meshd_notify_in_flight", "Notifies in flight, all nodes.", app.notifier.in_flight() as f64);
+
+    let nodes: Vec<(String, Result<crate::health::NodeStatus, crate::protocol::PocketError>)> =
+        app.fleet.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), app.health.gate(i))).collect();
+    header(&mut out, "meshd_node_healthy", "gauge", "1 when the servicer node passes the health gate (relays are served), else 0.");
+    for (name, gate) in &nodes {
+        let _ = writeln!(out, "meshd_node_healthy{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), u8::from(gate.is_ok()));
+    }
+    header(&mut out, "meshd_node_height", "gauge", "Block height the servicer node last reported while healthy.");
+    for (name, gate) in &nodes {
+        if let Ok(status) = gate {
+            let _ = writeln!(out, "meshd_node_height{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), status.height);
+        }
+    }
+    header(&mut out, "meshd_servicers", "gauge", "Servicer keys loaded.");
+    let _ = writeln!(out, "meshd_servicers{moniker} {}", app.fleet.servicer_count());
+
+    for (field, help, value) in app.counters.export() {
+        let name = format!("meshd_{field}_total");
+        header(&mut out, &name, "counter", help);
+        let _ = writeln!(out, "{name}{moniker} {value}");
+    }
+    out
+}
+
+/// A scrape waiting for the executor: it sends the rendered text back on this channel.
+pub type ScrapeRequest = mpsc::SyncSender<String>;
+
+/// Executor task: answer scrapes with freshly rendered text.
+pub async fn answer_scrapes(app: Rc<App>, requests: async_channel::Receiver<ScrapeRequest>) {
+    while let Ok(reply) = requests.recv().await {
+        let store = app.queue.store().clone();
+        let queue = smol::unblock(move || store.stats()).await;
+        let text = render(&app, &Snapshot { queue });
+        let _ = reply.try_send(text);
+    }
+}
+
+/// Bind the exposition listener and start its worker threads. Any path answers the metrics
+/// (like the incumbent's promhttp handler); at most `max_open` scrapes are served at once.
+pub fn serve_exposition(addr: &str, max_open: u64) -> Result<(std::net::SocketAddr, async_channel::Receiver<ScrapeRequest>), String> {
+    let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr} (pocket_prometheus_port): {e}"))?;
+    let bound = server.server_addr().to_ip().ok_or_else(|| format!("{addr} is not an IP address"))?;
+    let server = std::sync::Arc::new(server);
+    let (tx, rx) = async_channel::bounded::<ScrapeRequest>(MAX_SCRAPE_WORKERS as usize);
+    for worker in 0..max_open.clamp(1, MAX_SCRAPE_WORKERS) {
+        let (server, tx) = (server.clone(), tx.clone());
+        std::thread::Builder::new()
+            .name(format!("metrics-{worker}"))
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                while let Ok(request) = server.recv() {
+                    let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+                    let text = if tx.send_blocking(reply_tx).is_ok() { reply_rx.recv_timeout(SCRAPE_TIMEOUT).ok() } else { None };
+                    let response = match text {
+                        Some(text) => tiny_http::Response::from_string(text).with_header(
+                            tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain; version=0.0.4; charset=utf-8"[..])
+                                .expect("static header is valid"),
+                        ),
+                        None => tiny_http::Response::from_string("meshd executor did not answer the scrape in time\n").with_status_code(503),
+                    };
+                    if let Err(e) = request.respond(response) {
+                        log::debug!("event=metrics_respond_failed error={e}");
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start a metrics thread: {e}"))?;
+    }
+    Ok((bound, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_linear_1_by_20() {
+        assert_eq!(BUCKETS_MS[0], 1.0);
+        assert_eq!(BUCKETS_MS[1], 21.0);
+        assert_eq!(BUCKETS_MS[19], 381.0);
+        let mut h = Histogram::default();
+        for v in [0.5, 1.0, 1.5, 380.0, 1000.0] {
+            h.observe(v);
+        }
+        assert_eq!(h.buckets[0], 2, "le is inclusive");
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[19], 1);
+        assert_eq!(h.count, 5, "values above the last bucket only count in +Inf");
+        assert_eq!(h.sum, 1383.0);
+    }
+
+    #[test]
+    fn families_render_with_the_incumbent_labels() {
+        let m = Metrics::new("geo \"mesh\"", true, [("0021".to_string(), "eth-mainnet".to_string())].into());
+        let servicer = [0xAB; 20];
+        m.relay(RelayObservation {
+            chain: "0021",
+            servicer: Some(&servicer),
+            status_code: 200,
+            success: true,
+            total: Duration::from_millis(30),
+            chain_call: Some(Duration::from_millis(25)),
+        });
+        m.error("0040", None, false, "bad_request", 74);
+        m.chain_call("0021", 200, Duration::from_millis(25));
+        m.notify("0021", &servicer, 200, true);
+        let mut out = String::new();
+        m.render_geo_mesh(&mut out);
+        let base = format!(
+            "moniker=\"geo \\\"mesh\\\"\",chain_id=\"0021\",chain_name=\"eth-mainnet\",is_notify=\"false\",success=\"true\",status_code=\"200\",servicer_address=\"{}\"",
+            "ab".repeat(20)
+        );
+        assert!(out.contains(&format!("pocketcore_geo_mesh_relay_count{{{base}}} 1\n")), "{out}");
+        assert!(out.contains(&format!("pocketcore_geo_mesh_relay_time_bucket{{{base},le=\"21\"}} 0\n")), "{out}");
+        assert!(out.contains(&format!("pocketcore_geo_mesh_relay_time_bucket{{{base},le=\"41\"}} 1\n")), "{out}");
+        assert!(out.contains(&format!("pocketcore_geo_mesh_relay_handler_time_bucket{{{base},le=\"21\"}} 1\n")), "{out}");
+        assert!(out.contains(&format!("pocketcore_geo_mesh_relay_time_sum{{{base}}} 30\n")), "{out}");
+        assert!(out.contains("is_notify=\"true\""), "{out}");
+        assert!(out.contains("status_type=\"bad_request\",status_code=\"74\",success=\"false\""), "{out}");
+        assert!(out.contains("chain_name=\"0040\""), "unknown chains fall back to the id: {out}");
+        assert!(out.contains("pocketcore_geo_mesh_chain_time_count{moniker=\"geo \\\"mesh\\\"\",chain_id=\"0021\",chain_name=\"eth-mainnet\",status_code=\"200\"} 1\n"), "{out}");
+        assert_eq!(out.matches("# TYPE pocketcore_geo_mesh_relay_time histogram").count(), 1);
+        assert_eq!(m.served_by(&servicer), 1);
+    }
+
+    #[test]
+    fn servicer_label_only_when_asked() {
+        let m = Metrics::new("x", false, BTreeMap::new());
+        m.relay(RelayObservation { chain: "0021", servicer: Some(&[1; 20]), status_code: 400, success: false, total: Duration::ZERO, chain_call: None });
+        let mut out = String::new();
+        m.render_geo_mesh(&mut out);
+        assert!(!out.contains("servicer_address"), "{out}");
+    }
+}

@@ -1,0 +1,101 @@
+//! SIGTERM / SIGINT / SIGHUP for `meshd start`.
+//!
+//! The handlers only touch atomics (async-signal-safe); the executor polls them every
+//! [`POLL`] — simpler and as robust as a self-pipe, and 100 ms is nothing next to a shutdown.
+//! - First SIGTERM or SIGINT: the daemon stops accepting, lets in-flight relays finish
+//!   (bounded), commits the queue and exits 0 (see `daemon::shutdown`).
+//! - A second SIGTERM or SIGINT: the handler itself calls `_exit(128 + signal)` at once
+//!   (143 / 130). That is safe for the queue: a relay is answered 200 only after its commit,
+//!   and LMDB survives any exit (its commits are atomic).
+//! - SIGHUP: [`on_sighup`] (reload).
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::app::{App, Counters};
+
+/// How often the executor looks at the signal flags.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// SIGTERM/SIGINT received so far.
+static TERMINATIONS: AtomicU32 = AtomicU32::new(0);
+/// The first termination signal's number.
+static TERMINATED_BY: AtomicI32 = AtomicI32::new(0);
+/// SIGHUPs received so far.
+static HANGUPS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    match signal {
+        libc::SIGHUP => {
+            HANGUPS.fetch_add(1, Ordering::SeqCst);
+        }
+        _ => {
+            if TERMINATIONS.fetch_add(1, Ordering::SeqCst) >= 1 {
+                // SAFETY: _exit is async-signal-safe; nothing is flushed or unwound, on purpose.
+                unsafe { libc::_exit(128 + signal) };
+            }
+            TERMINATED_BY.store(signal, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Install the handlers (once, from `meshd start`; the demo and tests running the daemon
+/// in-process keep the default behaviour).
+pub fn install() -> Result<(), String> {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler only
+        // touches atomics and _exit, which are async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(format!("cannot install the handler for signal {signal}: {}", std::io::Error::last_os_error()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the daemon should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Shut down gracefully; the signal number (SIGTERM 15, SIGINT 2).
+    Terminate(i32),
+    /// SIGHUP.
+    Reload,
+}
+
+/// Wait for the next signal event (polls the flags every [`POLL`]).
+pub async fn next(seen_hangups: &mut u32) -> Event {
+    loop {
+        if TERMINATIONS.load(Ordering::SeqCst) > 0 {
+            return Event::Terminate(TERMINATED_BY.load(Ordering::SeqCst));
+        }
+        let hangups = HANGUPS.load(Ordering::SeqCst);
+        if hangups != *seen_hangups {
+            *seen_hangups = hangups;
+            return Event::Reload;
+        }
+        async_io::Timer::after(POLL).await;
+    }
+}
+
+pub fn name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        _ => "signal",
+    }
+}
+
+/// SIGHUP: reload the keys and chains files. This is the one place the reload is triggered
+/// from a signal; the fleet's reload (issue C) is called from here, so `kill -HUP` and
+/// `systemctl reload meshd` (ExecReload) do the same as an interval reload.
+pub fn on_sighup(app: &Rc<App>) {
+    Counters::inc(&app.counters.reloads_requested);
+    log::info!("event=reload_requested source=SIGHUP");
+}
