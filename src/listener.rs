@@ -4,39 +4,98 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::reply::{http_error, Reply};
 
 pub struct Listener {
-    server: Arc<tiny_http::Server>,
+    current: Arc<Mutex<Option<Arc<tiny_http::Server>>>>,
+    closing: Arc<AtomicBool>,
     pub addr: SocketAddr,
 }
+
+/// Longest wait between two attempts to listen again after the accept thread died.
+const REBIND_MAX_WAIT: Duration = Duration::from_secs(5);
 
 impl Listener {
     /// Bind `addr` and start the hand-off thread. Requests arrive on the returned channel.
     pub fn bind(addr: &str) -> Result<(Listener, async_channel::Receiver<tiny_http::Request>), String> {
         let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let bound = server.server_addr().to_ip().ok_or_else(|| format!("{addr} is not an IP address"))?;
-        let server = Arc::new(server);
+        let current = Arc::new(Mutex::new(Some(Arc::new(server))));
+        let closing = Arc::new(AtomicBool::new(false));
         let (tx, rx) = async_channel::bounded(1024);
-        let accept = server.clone();
+        let (thread_current, thread_closing) = (current.clone(), closing.clone());
         std::thread::Builder::new()
             .name("http-accept".into())
-            .spawn(move || {
-                while let Ok(request) = accept.recv() {
-                    if tx.send_blocking(request).is_err() {
-                        break;
-                    }
-                }
-            })
+            .spawn(move || hand_off(bound, &thread_current, &thread_closing, &tx))
             .map_err(|e| format!("cannot start the listener thread: {e}"))?;
-        Ok((Listener { server, addr: bound }, rx))
+        Ok((Listener { current, closing, addr: bound }, rx))
     }
 
-    /// Stop accepting: wakes the hand-off thread so it ends.
+    /// Stop accepting: wakes the hand-off thread so it ends (and the socket closes).
     pub fn close(&self) {
-        self.server.unblock();
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(server) = lock(&self.current).as_ref() {
+            server.unblock();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pass requests to the executor. tiny_http's accept thread ends for good on any accept error
+/// (EMFILE when connections exhaust the descriptor limit, for one), which would leave meshd
+/// running but deaf; so when it dies, listen again on the same address, with backoff.
+fn hand_off(
+    addr: SocketAddr,
+    current: &Mutex<Option<Arc<tiny_http::Server>>>,
+    closing: &AtomicBool,
+    tx: &async_channel::Sender<tiny_http::Request>,
+) {
+    loop {
+        let Some(server) = lock(current).clone() else { return };
+        match server.recv() {
+            Ok(request) => {
+                if tx.send_blocking(request).is_err() {
+                    return;
+                }
+            }
+            Err(_) if closing.load(Ordering::SeqCst) => return,
+            Err(e) => {
+                log::error!("event=listener_failed addr={addr} error={e:?} (listening again)");
+                *lock(current) = None;
+                drop(server);
+                let mut wait = Duration::from_millis(100);
+                loop {
+                    std::thread::sleep(wait);
+                    if closing.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match tiny_http::Server::http(addr) {
+                        Ok(server) => {
+                            // Publish it under the lock, re-checking `closing` there, so a
+                            // concurrent close() either sees this server or stops us here.
+                            let mut slot = lock(current);
+                            if closing.load(Ordering::SeqCst) {
+                                return;
+                            }
+                            log::warn!("event=listener_restored addr={addr}");
+                            *slot = Some(Arc::new(server));
+                            break;
+                        }
+                        Err(e) => {
+                            log::error!("event=listener_rebind_failed addr={addr} error={e} retry_ms={}", wait.as_millis());
+                            wait = (wait * 2).min(REBIND_MAX_WAIT);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
