@@ -21,3 +21,4 @@ pub mod router;
 pub mod servicer_api;
 pub mod sim;
 pub mod sessions;
+pub mod spacemesh;
