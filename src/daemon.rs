@@ -47,6 +47,10 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         if loaded.settings.relay_durability == "async" {
             ex.spawn(writer::periodic_sync(store.clone())).detach();
         }
+        // Spacemesh node-service gateway (issue F): own listeners and tasks, same queue Env.
+        if let Some(spacemesh) = &loaded.spacemesh {
+            crate::spacemesh::start(ex, spacemesh, store.clone())?;
+        }
         for node in 0..app.fleet.nodes.len() {
             ex.spawn(check_loop(app.clone(), node)).detach();
         }

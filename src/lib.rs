@@ -25,4 +25,5 @@ pub mod sim;
 pub mod sd_notify;
 pub mod sessions;
 pub mod signals;
+pub mod spacemesh;
 pub mod states;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod chains;
 pub mod keys;
 pub mod settings;
+pub mod spacemesh;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub use chains::Chain;
 pub use keys::NodeEntry;
 pub use settings::Settings;
+pub use spacemesh::SpacemeshSettings;
 
 /// A configuration problem: which file, which key or entry, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub struct Loaded {
     pub chain_names: BTreeMap<String, String>,
     /// Non-fatal findings (unknown keys, …) to log at startup / print in check-config.
     pub warnings: Vec<String>,
+    /// The Spacemesh node-service gateway (`spacemesh` object); None = off.
+    pub spacemesh: Option<SpacemeshSettings>,
 }
 
 impl Loaded {
@@ -122,11 +126,15 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
     let mut warnings = Vec::new();
     let (config_path, both_warning) = find_config(data_dir, config_file);
     warnings.extend(both_warning);
+    let mut spacemesh = None;
     let settings = match &config_path {
         Some(path) => {
             let text = read_text(path)?;
             let (settings, w) = Settings::from_json(&text, path)?;
             warnings.extend(w);
+            let (sm, w) = spacemesh::from_json(&text, path)?;
+            warnings.extend(w);
+            spacemesh = sm;
             settings
         }
         None => {
@@ -141,15 +149,25 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
     let effective_dir =
         if settings.data_dir.is_empty() { data_dir.to_path_buf() } else { PathBuf::from(&settings.data_dir) };
 
-    let nodes = keys::load_keys(&resolve_in(&effective_dir, &settings.servicer_private_key_file))?;
+    // A Spacemesh-only host (gateway configured) may have no Pocket files at all: each missing
+    // one leaves the relay side empty instead of failing the start.
+    let pocket_optional = |p: &Path| spacemesh.is_some() && !p.exists();
+    let keys_path = resolve_in(&effective_dir, &settings.servicer_private_key_file);
+    let nodes = if pocket_optional(&keys_path) {
+        warnings.push(format!("{}: not found; no Pocket servicers (Spacemesh gateway only)", keys_path.display()));
+        Vec::new()
+    } else {
+        keys::load_keys(&keys_path)?
+    };
     let chains_path = resolve_in(&effective_dir, &settings.chains_name);
-    let chains = chains::load_chains(&chains_path)?;
-    if chains.is_empty() {
+    let chains = if pocket_optional(&chains_path) { Vec::new() } else { chains::load_chains(&chains_path)? };
+    if chains.is_empty() && !nodes.is_empty() {
         warnings.push(format!("{}: no chains configured; every relay will be rejected", chains_path.display()));
     }
 
     let servicer_token_path = resolve_in(&effective_dir, &settings.servicer_auth_token_file);
-    let servicer_token = auth::read_token(&servicer_token_path)?.ok_or_else(|| {
+    let servicer_token = if pocket_optional(&servicer_token_path) { Some(String::new()) } else { auth::read_token(&servicer_token_path)? };
+    let servicer_token = servicer_token.ok_or_else(|| {
         ConfigError::file(
             &servicer_token_path,
             "file not found (servicer_auth_token_file). meshd needs the servicer's auth token to call its \
@@ -179,6 +197,7 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
         servicer_token,
         chain_names,
         warnings,
+        spacemesh,
     })
 }
 
@@ -231,10 +250,14 @@ pub fn describe(l: &Loaded) -> String {
         let _ = writeln!(out, "remote chain names: {}", redact_userinfo(&s.remote_chains_name_map));
     }
 
-    let _ = writeln!(out, "servicer token: {} (present)", l.resolve(&s.servicer_auth_token_file).display());
+    let servicer = if l.servicer_token.is_empty() { "absent: no Pocket relay side" } else { "present" };
+    let _ = writeln!(out, "servicer token: {} ({servicer})", l.resolve(&s.servicer_auth_token_file).display());
     let mesh = if l.mesh_token.is_some() { "present" } else { "missing; `meshd start` creates it" };
     let _ = writeln!(out, "mesh token:     {} ({mesh})", l.resolve(&s.auth_token_file).display());
 
+    if let Some(sm) = &l.spacemesh {
+        out.push_str(&sm.describe());
+    }
     if l.warnings.is_empty() {
         let _ = writeln!(out, "warnings:     none");
     } else {

@@ -329,6 +329,9 @@ impl Settings {
         let mut settings = Settings::default();
         let mut warnings = Vec::new();
         for (key, value) in map {
+            if key == super::spacemesh::KEY {
+                continue; // nested object, parsed by config/spacemesh.rs
+            }
             let Some(field) = FIELDS.iter().find(|f| f.key == key) else {
                 warnings.push(format!("{}: unknown key \"{key}\" ignored", file.display()));
                 continue;

@@ -439,6 +439,13 @@ impl Store {
         self.env.prepare_for_closing().wait();
     }
 
+    /// The LMDB environment, for subsystems that keep their own named databases next to the
+    /// relay queue (the Spacemesh gateway's publish queue, src/spacemesh/publish_queue.rs). They
+    /// never touch the queue's databases; `stats()` and the admission limit count only these.
+    pub fn env(&self) -> &Env<WithoutTls> {
+        &self.env
+    }
+
     /// Write raw bytes as a pending record (tests and fault injection only).
     #[doc(hidden)]
     pub fn put_raw_pending(&self, key: &PendingKey, bytes: &[u8]) -> Result<(), String> {

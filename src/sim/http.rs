@@ -56,6 +56,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Respond only after this much time (chain latency simulation) without holding a worker.
     pub delay: Duration,
+    /// Extra response headers (e.g. an upstream's own CORS headers in the JSON API simulator).
+    pub headers: Vec<(String, String)>,
 }
 
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -72,6 +74,7 @@ impl Reply {
             content_type: JSON,
             body,
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
     pub fn raw_json(status: u16, body: Vec<u8>) -> Reply {
@@ -80,6 +83,7 @@ impl Reply {
             content_type: JSON,
             body,
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
     pub fn text(status: u16, body: &str) -> Reply {
@@ -88,6 +92,7 @@ impl Reply {
             content_type: TEXT,
             body: body.as_bytes().to_vec(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 }
@@ -254,9 +259,14 @@ fn read_incoming(rq: &mut tiny_http::Request) -> io::Result<Incoming> {
 fn respond(rq: tiny_http::Request, reply: Reply) {
     let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
         .expect("static content type is a valid header");
-    let resp = tiny_http::Response::from_data(reply.body)
+    let mut resp = tiny_http::Response::from_data(reply.body)
         .with_status_code(reply.status)
         .with_header(header);
+    for (k, v) in &reply.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            resp.add_header(h);
+        }
+    }
     // The client may have gone away; a simulator has nobody to tell.
     let _ = rq.respond(resp);
 }

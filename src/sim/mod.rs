@@ -8,6 +8,7 @@
 
 pub mod chain;
 mod http;
+pub mod node_service;
 pub mod servicer;
 #[cfg(test)]
 pub(crate) mod testkit;
