@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The test command (README "Run the tests"): Rust unit + integration tests, static musl builds
-# and the aarch64 smoke test under qemu, then the end-to-end suite with the real pocket-js
-# client and a real EVM node (ganache, from npm). Each step installs what it lacks.
+# The test command (README "Run the tests"): Rust unit + integration tests; checks with real
+# tools (promtool, systemd-analyze, headless Chromium); static musl builds and the aarch64 smoke
+# test under qemu; then the end-to-end suite with the real pocket-js client and a real EVM node
+# (ganache, from npm). Each step installs what it lacks (apt-get, pip, cargo install, npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked
 cargo test --locked
-bash tests/arm_smoke.sh
+bash tests/metrics_check.sh      # promtool check metrics on a live scrape
+bash tests/systemd_check.sh      # systemd-analyze verify of the unit
+bash tests/status_page.sh        # status page in headless Chromium (screenshot: target/status-page.png)
+bash tests/spacemesh_cors.sh     # Spacemesh v2 proxy CORS from headless Chromium
+bash tests/arm_smoke.sh          # static musl builds; aarch64 binary under qemu
 ( cd tests/e2e && npm ci --no-audit --no-fund )
 cd tests/e2e
 MESHD_BIN="$(cd ../.. && pwd)/target/debug/meshd" node --test
