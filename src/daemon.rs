@@ -1,6 +1,8 @@
-//! `meshd start`: builds the shared state, checks the servicer nodes once, opens the relay
-//! listener and runs every task (health checks, notifier, session cleanup, request handling)
-//! on one `LocalExecutor` thread. Blocking work goes to smol's capped blocking pool.
+//! `meshd start`: builds the shared state, starts the node checks and connectivity probes,
+//! opens the relay listener as soon as a node is healthy and runs every task (health checks,
+//! notifier, session cleanup, hot reload, request handling) on one `LocalExecutor` thread.
+//! Blocking work goes to smol's capped blocking pool. `App::stop` ends the accept loop; requests
+//! in progress get [`DRAIN_LIMIT`] to finish, then `run` returns.
 
 use std::num::NonZeroUsize;
 use std::rc::Rc;
@@ -13,7 +15,7 @@ use crate::listener::Listener;
 use crate::notifier::Notifier;
 use crate::protocol::session::latest_session_height;
 use crate::queue::{writer, Durability, Store, WriteOp, Writer};
-use crate::router;
+use crate::{health, reload, router};
 
 /// Blocking-pool cap unless `BLOCKING_MAX_THREADS` says otherwise (blocking 1.7 never shrinks
 /// its pool, so an uncapped burst would keep hundreds of idle threads; rust-stack.md §2).
@@ -39,31 +41,72 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         if loaded.settings.relay_durability == "async" {
             ex.spawn(writer::periodic_sync(store.clone())).detach();
         }
-        for node in 0..app.fleet.nodes.len() {
-            ex.spawn(check_loop(app.clone(), node)).detach();
+        let ids: Vec<u64> = app.fleet().nodes.iter().map(|n| n.id()).collect();
+        for &id in &ids {
+            ex.spawn(health::check_loop(app.clone(), id)).detach();
+            ex.spawn(health::probe_node(app.clone(), id)).detach();
         }
-        wait_first_checks(&app).await;
+        wait_until_serving(&app).await;
         let listen = format!("{}:{}", app.settings.listen_address, app.settings.rpc_port);
         let (listener, requests) = Listener::bind(&listen)?;
-        Notifier::spawn_dispatchers(&app, ex);
+        for &id in &ids {
+            Notifier::spawn_dispatcher(&app, id, ex);
+        }
         ex.spawn(session_cleanup(app.clone())).detach();
+        ex.spawn(reload::reload_loop(app.clone(), ex)).detach();
+        let fleet = app.fleet();
         log::info!(
-            "meshd ready: relay listener on {} serving {} servicers for {} nodes, {} chains; queue: {}",
+            "meshd ready: relay listener on {} serving {} servicers for {} nodes ({} healthy), {} chains; queue: {}",
             listener.addr,
-            app.fleet.servicer_count(),
-            app.fleet.nodes.len(),
-            app.chains.len(),
+            fleet.servicer_count(),
+            fleet.nodes.len(),
+            fleet.nodes.iter().filter(|n| n.is_healthy()).count(),
+            app.chains().len(),
             queue_summary(&store)
         );
+        drop(fleet);
         if let Some(ready) = options.on_ready.take() {
             ready(listener.addr);
         }
-        while let Ok(request) = requests.recv().await {
-            ex.spawn(router::serve(app.clone(), request)).detach();
+        loop {
+            let next = futures_lite::future::or(async { requests.recv().await.ok() }, async {
+                app.stop.wait().await;
+                None
+            })
+            .await;
+            match next {
+                Some(request) => {
+                    ex.spawn(router::serve(app.clone(), request)).detach();
+                }
+                None => break,
+            }
         }
         listener.close();
+        drain_requests(&app).await;
+        log::info!("event=stopped");
         Ok(())
     }))
+}
+
+/// Start the tasks of a node added by a hot reload: check loop, probes, notifier dispatcher.
+pub fn start_node(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, id: u64) {
+    ex.spawn(health::check_loop(app.clone(), id)).detach();
+    ex.spawn(health::probe_node(app.clone(), id)).detach();
+    Notifier::spawn_dispatcher(app, id, ex);
+}
+
+/// Longest the stop path waits for requests already being handled (e.g. the `/stop` answer).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// After a stop request: let requests in progress finish (bounded by [`DRAIN_LIMIT`]).
+async fn drain_requests(app: &App) {
+    let deadline = std::time::Instant::now() + DRAIN_LIMIT;
+    while app.active_requests() > 0 && std::time::Instant::now() < deadline {
+        async_io::Timer::after(Duration::from_millis(10)).await;
+    }
+    if app.active_requests() > 0 {
+        log::warn!("event=stop_drain_timeout active_requests={}", app.active_requests());
+    }
 }
 
 fn open_queue(loaded: &Loaded) -> Result<Store, String> {
@@ -79,54 +122,23 @@ fn queue_summary(store: &Store) -> String {
     }
 }
 
-/// Give every node one chance to answer before opening the listener, bounded by the servicer
-/// timeout; unhealthy nodes do not block the start (their relays are refused until they answer).
-async fn wait_first_checks(app: &App) {
+/// Open the listener as soon as a node is healthy (or every node has answered, or the servicer
+/// timeout passed): a node that is down must not delay the others, and meshd never exits over
+/// one — its relays are refused until its checks pass.
+async fn wait_until_serving(app: &App) {
     let deadline = std::time::Instant::now() + Duration::from_millis(app.settings.servicer_rpc_timeout.clamp(100, 10_000));
     while std::time::Instant::now() < deadline {
-        let answered = (0..app.fleet.nodes.len()).all(|n| app.health.is_healthy(n) || app.health.has_answered(n));
-        if answered {
+        let fleet = app.fleet();
+        if fleet.nodes.iter().any(|n| n.is_healthy()) || fleet.nodes.iter().all(|n| n.has_answered()) {
             break;
         }
+        drop(fleet);
         async_io::Timer::after(Duration::from_millis(20)).await;
     }
-    for (n, node) in app.fleet.nodes.iter().enumerate() {
-        if let Err(e) = app.health.gate(n) {
-            log::warn!("event=node_not_ready node={} url={} reason={:?}", node.name, node.url(), e.message);
+    for node in app.fleet().nodes.iter() {
+        if let Err(e) = node.gate() {
+            log::warn!("event=node_not_ready node={} url={} reason={:?}", node.name, app.shown_url(&node.url()), e.message);
         }
-    }
-}
-
-async fn check_loop(app: Rc<App>, node: usize) {
-    let interval = Duration::from_secs(app.settings.node_check_interval.max(1));
-    let mut last_wrong = (Vec::new(), Vec::new());
-    loop {
-        let endpoint = app.endpoint(node);
-        let servicers = app.fleet.nodes[node].addresses.clone();
-        let chains = app.chain_ids.clone();
-        let was_healthy = app.health.is_healthy(node);
-        let name = &app.fleet.nodes[node].name;
-        match smol::unblock(move || endpoint.check(&servicers, &chains)).await {
-            Ok(answer) => {
-                let wrong = (answer.wrong_servicers.clone().unwrap_or_default(), answer.wrong_chains.clone().unwrap_or_default());
-                if wrong != last_wrong && (!wrong.0.is_empty() || !wrong.1.is_empty()) {
-                    log::warn!("event=node_check_mismatch node={name} wrong_servicers={:?} wrong_chains={:?}", wrong.0, wrong.1);
-                }
-                last_wrong = wrong;
-                app.health.record_ok(node, &answer);
-            }
-            Err(e) => {
-                if app.health.record_error(node, e.clone()) {
-                    log::warn!("event=node_check_failed node={name} error={e:?}");
-                }
-            }
-        }
-        match (was_healthy, app.health.gate(node)) {
-            (false, Ok(status)) => log::info!("event=node_healthy node={name} height={} version={:?}", status.height, status.version),
-            (true, Err(e)) => log::warn!("event=node_unhealthy node={name} reason={:?}", e.message),
-            _ => {}
-        }
-        async_io::Timer::after(interval).await;
     }
 }
 
@@ -139,7 +151,8 @@ async fn session_cleanup(app: Rc<App>) {
     let interval = Duration::from_secs(app.settings.session_cache_clean_up_interval.max(1));
     loop {
         async_io::Timer::after(interval).await;
-        if let Some((height, bps)) = app.health.max_height() {
+        let highest = app.fleet().max_height();
+        if let Some((height, bps)) = highest {
             let min_height = latest_session_height(height, bps) - SESSIONS_KEPT * bps;
             let removed = app.sessions.evict_below(min_height);
             app.queue.write(WriteOp::PruneProofs { below_session_height: min_height }).await;

@@ -1,4 +1,6 @@
-//! Routes one HTTP request to its handler, under the `client_rpc_timeout` bound.
+//! Routes one HTTP request to its handler, under the `client_rpc_timeout` bound: the relay
+//! route, meshd's private routes (`/v1/private/mesh/*`, token-protected), the routes the
+//! incumbent reverse-proxies to a servicer plus a `/v1/query/*` catch-all, else 404.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,10 +11,11 @@ use crate::app::App;
 use crate::chain_client::ChainCall;
 use crate::listener::{read_body, respond};
 use crate::protocol::{gojson, Payload};
-use crate::relay_service;
+use crate::{private_api, proxy, relay_service};
 use crate::reply::{http_error, Reply};
 
 pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
+    let _active = app.track_request();
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let (request, body) = read_body(request, app.settings.client_rpc_max_bytes_size).await;
@@ -20,7 +23,7 @@ pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
         Err(reply) => reply,
         Ok(body) => {
             let timeout = Duration::from_millis(app.settings.client_rpc_timeout.max(1));
-            futures_lite::future::or(route(&app, &method, &path, body), async move {
+            futures_lite::future::or(route(&app, &method, &path, &request, body), async move {
                 async_io::Timer::after(timeout).await;
                 http_error(503, "server Timeout Handling Request")
             })
@@ -30,11 +33,13 @@ pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
     respond(request, reply).await;
 }
 
-async fn route(app: &Rc<App>, method: &str, path: &str, body: Vec<u8>) -> Reply {
+async fn route(app: &Rc<App>, method: &str, path: &str, request: &tiny_http::Request, body: Vec<u8>) -> Reply {
     match (method, path) {
         ("POST", "/v1/client/relay") => relay_service::handle(app, body).await,
         ("OPTIONS", "/v1/client/relay") => Reply::json(200, Vec::new()).with_cors(),
         ("POST", "/v1/client/sim") if app.simulate_relay => simulate_relay(app, body).await,
+        _ if path.starts_with(private_api::PREFIX) => private_api::handle(app, method, path, request, body).await,
+        _ if proxy::is_proxied(method, path) => proxy::forward(app, request, body).await,
         _ => http_error(404, &format!("no route for {method} {path}")),
     }
 }
@@ -53,13 +58,16 @@ async fn simulate_relay(app: &App, body: Vec<u8>) -> Reply {
         Ok(sim) => sim,
         Err(e) => return http_error(400, &format!("invalid simulation body: {e}")),
     };
-    let Some(chain) = app.chains.get(&sim.relay_network_id) else {
+    let chains = app.chains();
+    let Some(chain) = chains.get(&sim.relay_network_id) else {
         return http_error(400, &format!("chain {} is not in chains.json", sim.relay_network_id));
     };
     let s = &app.settings;
     let call = ChainCall::new(chain, &sim.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
+    let call = if chain.urls.len() > 1 { call.ordered(&app.chain_health.order(chain)) } else { call };
     let agent = app.chain_agent.clone();
-    match smol::unblock(move || call.execute(&agent)).await {
+    let outcome = smol::unblock(move || call.execute_with_failover(&agent)).await;
+    match crate::chain_client::record_outcome(app, chain, outcome) {
         Ok(text) => {
             let mut out = Vec::with_capacity(text.len() + 3);
             gojson::write_string(&mut out, &text);
