@@ -242,7 +242,7 @@ impl App {
     }
 
     /// A call to `url` of `node` was answered.
-    pub fn url_ok(&self, node: &Node, url: &str, _elapsed: Duration) {
+    pub fn url_ok(&self, node: &Node, url: &str) {
         if let Some(state) = node.url_state(url) {
             state.record_success();
         }

@@ -135,10 +135,17 @@ async fn wait_until_serving(app: &App) {
         drop(fleet);
         async_io::Timer::after(Duration::from_millis(20)).await;
     }
+    let mut waiting = 0;
     for node in app.fleet().nodes.iter() {
-        if let Err(e) = node.gate() {
-            log::warn!("event=node_not_ready node={} url={} reason={:?}", node.name, app.shown_url(&node.url()), e.message);
+        match node.gate() {
+            Ok(_) => {}
+            // Not checked yet (the listener opened on another node's answer): not a problem yet.
+            Err(_) if !node.has_answered() => waiting += 1,
+            Err(e) => log::warn!("event=node_not_ready node={} url={} reason={:?}", node.name, app.shown_url(&node.url()), e.message),
         }
+    }
+    if waiting > 0 {
+        log::info!("event=nodes_awaiting_first_check count={waiting} (their relays are refused until it answers)");
     }
 }
 

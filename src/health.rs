@@ -165,6 +165,11 @@ pub async fn check_loop(app: Rc<App>, id: u64) {
                         );
                     }
                     url.record_latency(elapsed);
+                    // The URL answers again: once its bench is over, its failure streak is too
+                    // (a later failure starts again at the shortest bench).
+                    if url.bench.benched_until(Instant::now()).is_none() {
+                        url.bench.succeed();
+                    }
                 }
                 Err(e) => {
                     let first = url.health.borrow_mut().record_error(e.clone());

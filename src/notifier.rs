@@ -161,7 +161,6 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
     let s = &app.settings;
     let endpoint = app.endpoint(node);
     let url = endpoint.url.clone();
-    let started = Instant::now();
     let (address, chain, app_key, body) = (
         hex::encode(record.servicer_address),
         record.chain.clone(),
@@ -177,7 +176,7 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
     let servicer = hex::encode(record.servicer_address);
     match &outcome {
         NotifyOutcome::NodeDown(why) => app.url_failed(node, &url, why),
-        _ => app.url_ok(node, &url, started.elapsed()),
+        _ => app.url_ok(node, &url),
     }
     match outcome {
         NotifyOutcome::Accepted => {

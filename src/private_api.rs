@@ -202,10 +202,13 @@ async fn update_chains(app: &Rc<App>, body: &[u8]) -> Reply {
     // Serialized with the chains hot reload, which could otherwise swap the old file back in.
     let _guard = app.reload.chains_lock().await;
     let (write_path, to_write) = (path.clone(), chains.clone());
-    if let Err(e) = smol::unblock(move || crate::config::chains::write_chains_file(&write_path, &to_write)).await {
-        log::error!("event=updatechains_failed error={e}");
-        return http_error(500, &e.to_string());
-    }
+    let written = match smol::unblock(move || crate::config::chains::write_chains_file(&write_path, &to_write)).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            log::error!("event=updatechains_failed error={e}");
+            return http_error(500, &e.to_string());
+        }
+    };
     let names = app.chains().names.clone();
     let set = ChainSet::new(chains, names);
     let mut answer = Map::new();
@@ -213,7 +216,7 @@ async fn update_chains(app: &Rc<App>, body: &[u8]) -> Reply {
         answer.insert(chain.id.clone(), chain_to_json(&chain));
     }
     log::info!("event=chains_updated source=private_route file={} chains={:?}", path.display(), set.ids);
-    app.reload.note_chains_written(&path);
+    app.reload.note_chains_written(written);
     app.set_chains(Rc::new(set));
     json_reply(Value::Object(answer))
 }

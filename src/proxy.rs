@@ -13,7 +13,6 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
-use std::time::Instant;
 
 use crate::app::{App, Counters};
 use crate::fleet::Node;
@@ -110,10 +109,9 @@ pub async fn forward(app: &Rc<App>, request: &tiny_http::Request, body: Vec<u8>)
         tried.push(base.clone());
         let outgoing = Outgoing { method: method.clone(), url: format!("{base}{path_and_query}"), headers: headers.clone(), body: body.clone() };
         let agent = app.servicer_agent.clone();
-        let started = Instant::now();
         match smol::unblock(move || send(&agent, outgoing)).await {
             Ok(answer) => {
-                app.url_ok(&node, &base, started.elapsed());
+                app.url_ok(&node, &base);
                 Counters::bump(&app.counters.proxied);
                 let content_type = if answer.content_type.is_empty() { "application/octet-stream".to_string() } else { answer.content_type };
                 return Reply { status: answer.status, content_type: Cow::Owned(content_type), body: answer.body, cors: false };
@@ -252,5 +250,33 @@ mod tests {
             ])
         );
         assert!(!out.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")));
+    }
+
+    #[test]
+    fn the_servicer_sees_its_own_host_and_the_original_one_forwarded() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let addr = server.server_addr().to_ip().unwrap();
+        let echo = std::thread::spawn(move || {
+            let rq = server.recv_timeout(std::time::Duration::from_secs(10)).unwrap().expect("a request");
+            let seen: Vec<String> = rq.headers().iter().map(|h| format!("{}: {}", h.field, h.value)).collect();
+            let reply = tiny_http::Response::from_string(seen.join("\n"))
+                .with_status_code(418)
+                .with_header(tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/x-echo"[..]).unwrap());
+            rq.respond(reply).unwrap();
+        });
+        let headers = forwarded_headers(&[("Host".into(), "mesh.example".into()), ("Accept".into(), "*/*".into())], None);
+        let agent = crate::outbound::agent(&crate::outbound::AgentSettings { timeout_ms: 5000, max_idle: 2, max_idle_per_host: 2, user_agent: String::new() });
+        let out = Outgoing { method: "POST".into(), url: format!("http://{addr}/v1/query/height"), headers, body: b"{}".to_vec() };
+        let Ok(answer) = send(&agent, out) else { panic!("no answer") };
+        echo.join().unwrap();
+        let seen = String::from_utf8(answer.body).unwrap();
+        assert_eq!((answer.status, answer.content_type.as_str()), (418, "text/x-echo"));
+        assert!(seen.lines().any(|l| l.eq_ignore_ascii_case(&format!("host: {addr}"))), "{seen}");
+        assert!(seen.lines().any(|l| l.eq_ignore_ascii_case("x-forwarded-host: mesh.example")), "{seen}");
+
+        // Nothing listening: the request was not sent, so another node may take it.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let out = Outgoing { method: "POST".into(), url: format!("http://{dead}/v1/query/height"), headers: Vec::new(), body: Vec::new() };
+        assert!(matches!(send(&agent, out), Err(Failure::NotSent(_))));
     }
 }

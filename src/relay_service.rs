@@ -238,10 +238,9 @@ async fn session_for(app: &App, servicer: &Servicer, relay: &Relay, sbh: i64) ->
                 break;
             }
             let request = request.clone();
-            let started = Instant::now();
             match smol::unblock(move || endpoint.session(&request)).await {
                 Ok(answer) => {
-                    app.url_ok(node, &url, started.elapsed());
+                    app.url_ok(node, &url);
                     // Relays served but not yet accepted by the servicer (e.g. queued before a
                     // restart) are not in its count: subtract them so the budget is never over-served.
                     let store = app.queue.store().clone();

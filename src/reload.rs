@@ -112,10 +112,10 @@ impl Reloader {
         self.chains_lock.lock().await
     }
 
-    /// `updatechains` rewrote the chains file and swapped the set in.
-    pub fn note_chains_written(&self, path: &Path) {
+    /// `updatechains` rewrote the chains file with `bytes` and swapped the set in.
+    pub fn note_chains_written(&self, bytes: Vec<u8>) {
         let mut files = self.chains.borrow_mut();
-        files.applied = std::fs::read(path).ok();
+        files.applied = Some(bytes);
         files.refused = None;
         files.last = Some(Outcome { at: SystemTime::now(), ok: true, message: "rewritten by updatechains".into() });
     }
@@ -330,6 +330,12 @@ pub async fn reload_chains(app: &Rc<App>, trigger: &str) {
                 let keeping = format!("the previous {} chains", app.chains().len());
                 refuse(app, &reloader.chains, "chains", trigger, error, bytes, keeping);
             }
+            // An empty list would reject every relay: far more likely a truncated file than intent.
+            Read::Parsed(list, bytes) if list.is_empty() => {
+                let keeping = format!("the previous {} chains", app.chains().len());
+                let error = format!("{}: lists no chains; every relay would be rejected", reloader.chains_path.display());
+                refuse(app, &reloader.chains, "chains", trigger, error, bytes, keeping);
+            }
             Read::Parsed(list, bytes) => {
                 let current = app.chains();
                 let mut sorted = list.clone();
@@ -343,9 +349,6 @@ pub async fn reload_chains(app: &Rc<App>, trigger: &str) {
                     let changed: Vec<&String> =
                         next.ids.iter().filter(|id| current.get(id).is_some_and(|c| Some(c) != next.get(id))).collect();
                     let message = format!("{} chains; added {added:?}, removed {removed:?}, changed {changed:?}", next.len());
-                    if next.is_empty() {
-                        log::warn!("event=chains_empty file={} (every relay will be rejected)", reloader.chains_path.display());
-                    }
                     log::info!("event=chains_reloaded trigger={trigger} {message}");
                     Counters::bump(&app.counters.reloads);
                     app.set_chains(Rc::new(next));

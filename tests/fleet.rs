@@ -273,6 +273,43 @@ fn a_node_url_killed_mid_load_fails_over_without_losing_a_relay() {
 }
 
 #[test]
+fn a_new_session_is_fetched_from_the_next_url_when_the_current_one_dies() {
+    let (app, client, servicer) = demo_keys();
+    let other_app = key(0x70, 1);
+    let sim = |apps: &[&KeyPair]| {
+        meshd::sim::start_servicer(meshd::sim::ServicerSimConfig {
+            auth_token: meshd::demo::TOKEN.into(),
+            height: SESSION_HEIGHT,
+            service_url: "http://127.0.0.1:1".into(),
+            servicers: vec![servicer.public_hex.clone()],
+            chains: vec![CHAIN.into()],
+            apps: apps.iter().map(|a| meshd::sim::SimApp { public_key: a.public_hex.clone(), chains: vec![CHAIN.into()], max_relays: 1000 }).collect(),
+            workers: 2,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let mut primary = sim(&[&app, &other_app]);
+    let standby = sim(&[&app, &other_app]);
+    let mut h = Harness::new("session-failover", (&primary.url(), &servicer), json!({"servicer_rpc_timeout": 3000}));
+    h.write_keys(&json!([node("ha", &[primary.url(), standby.url()], &[&servicer])]));
+    h.start();
+    h.serve_one(&servicer, 1, Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(10), || h.health()["nodes"][0]["urls"][1]["usable"] == true));
+    assert_eq!(primary.stats().session_calls, 1);
+
+    // The primary dies; a relay of a session meshd has not seen yet needs a session lookup at once.
+    primary.pause();
+    let other = RelayClient::new(other_app, client);
+    let payload = Payload { data: r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.into(), method: "POST".into(), ..Default::default() };
+    let relay = other.build(&servicer.public_hex, CHAIN, SESSION_HEIGHT, SESSION_HEIGHT, 9, payload);
+    let sent = send(&agent(Duration::from_secs(10)), &format!("{}/v1/client/relay", h.base()), &relay, &servicer);
+    assert!(matches!(sent, Sent::Served(_)), "{sent:?}\n{}", h.log_tail());
+    assert_eq!(standby.stats().session_calls, 1, "the session came from the standby URL");
+    assert!(h.log_text().contains("event=failover node=ha"), "{}", h.log_tail());
+}
+
+#[test]
 fn a_broken_keys_file_keeps_serving_and_reload_adds_and_reattaches_nodes() {
     let (app, _, k1) = demo_keys();
     let k2 = key(0x60, 2);
@@ -329,6 +366,23 @@ fn a_broken_keys_file_keeps_serving_and_reload_adds_and_reattaches_nodes() {
     h.write_keys(&two);
     assert!(wait_until(Duration::from_secs(15), || accepted(&sim2).contains(&waiting)), "orphan not notified\n{}", h.log_tail());
     assert!(wait_until(Duration::from_secs(5), || h.health()["orphaned"]["pending"] == 0));
+
+    // Chains reload the same way: a new chain is picked up; a broken or empty file is refused.
+    let chains_path = h.dir.join("chains.json");
+    let chains = json!([{"id": CHAIN, "url": h.chain.url()}, {"id": "0001", "url": h.chain.url()}]);
+    write_atomically(&chains_path, chains.to_string().as_bytes());
+    assert!(wait_until(Duration::from_secs(10), || h.health()["chains"] == 2), "{}", h.log_tail());
+    let failures = h.health()["counters"]["reload_failures"].as_u64().unwrap();
+    write_atomically(&chains_path, br#"[{"id":"0021","url":"not a url"}]"#);
+    h.wait_log("event=reload_failed kind=chains", Duration::from_secs(10));
+    write_atomically(&chains_path, b"[]");
+    assert!(
+        wait_until(Duration::from_secs(10), || h.health()["counters"]["reload_failures"].as_u64() == Some(failures + 2)),
+        "{}",
+        h.log_tail()
+    );
+    assert_eq!(h.health()["chains"], 2, "the previous chains keep running");
+    assert!(matches!(h.send(&k1, 500), Sent::Served(_)));
 }
 
 #[test]

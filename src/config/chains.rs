@@ -128,10 +128,12 @@ pub fn chain_to_json(c: &Chain) -> Value {
 /// directory, is fsynced, takes the old file's permissions (0600 for a new file: it may hold
 /// basic-auth passwords) and is renamed over `path`, so a reader (or a crash) sees either the old
 /// or the new file — never a mix (the incumbent rewrites in place without truncating).
-pub fn write_chains_file(path: &Path, chains: &[Chain]) -> Result<(), ConfigError> {
+/// Returns the bytes written.
+pub fn write_chains_file(path: &Path, chains: &[Chain]) -> Result<Vec<u8>, ConfigError> {
     let mut bytes = serde_json::to_vec_pretty(&chains_to_json(chains)).expect("a JSON value serializes");
     bytes.push(b'\n');
-    write_replacing(path, &bytes).map_err(|e| ConfigError::file(path, format!("cannot rewrite: {e}")))
+    write_replacing(path, &bytes).map_err(|e| ConfigError::file(path, format!("cannot rewrite: {e}")))?;
+    Ok(bytes)
 }
 
 fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
