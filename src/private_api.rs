@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -24,10 +25,17 @@ use crate::reply::{http_error, Reply};
 
 pub const PREFIX: &str = "/v1/private/mesh/";
 
+/// Requests refused for a wrong or missing token, since start.
+static UNAUTHORIZED: AtomicU64 = AtomicU64::new(0);
+
 pub async fn handle(app: &Rc<App>, method: &str, path: &str, request: &tiny_http::Request, body: Vec<u8>) -> Reply {
     let supplied = request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str());
     if !authorized(app.mesh_token.as_deref(), supplied) {
-        log::warn!("event=private_unauthorized path={path:?} remote={:?}", request.remote_addr().map(|a| a.ip()));
+        // Logged, but sparsely: unauthenticated clients must not be able to flood the log.
+        let n = UNAUTHORIZED.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= 10 || n % 1000 == 0 {
+            log::warn!("event=private_unauthorized count={n} path={path:?} remote={:?}", request.remote_addr().map(|a| a.ip()));
+        }
         return http_error(401, "wrong Authorization");
     }
     let route = &path[PREFIX.len()..];

@@ -5,7 +5,8 @@
 //! not the incumbent's uniformly random servicer, which panics with no servicer loaded. The
 //! request goes out with the servicer's `Host`, `X-Forwarded-Host`/`X-Forwarded-For` added and
 //! hop-by-hop headers dropped; the body was already bounded by `client_rpc_max_bytes_size` and
-//! the call by `servicer_rpc_timeout`. Status, body and content type come back unchanged.
+//! the call by `servicer_rpc_timeout`. Status, body and content type come back unchanged, and
+//! the servicer's CORS answer (pocket-core's `cors()` on dispatch and challenge) is kept.
 //! A request that could not even be sent (connection refused, no such host) moves on to the
 //! next node; once sent it is never repeated (`rawtx` must not be submitted twice).
 //! No usable node → 503 `{"code":503,"message":…}`; a node that took the request but gave no
@@ -110,11 +111,11 @@ pub async fn forward(app: &Rc<App>, request: &tiny_http::Request, body: Vec<u8>)
         let outgoing = Outgoing { method: method.clone(), url: format!("{base}{path_and_query}"), headers: headers.clone(), body: body.clone() };
         let agent = app.servicer_agent.clone();
         match smol::unblock(move || send(&agent, outgoing)).await {
-            Ok(answer) => {
+            Ok((answer, cors)) => {
                 app.url_ok(&node, &base);
                 Counters::bump(&app.counters.proxied);
                 let content_type = if answer.content_type.is_empty() { "application/octet-stream".to_string() } else { answer.content_type };
-                return Reply { status: answer.status, content_type: Cow::Owned(content_type), body: answer.body, cors: false };
+                return Reply { status: answer.status, content_type: Cow::Owned(content_type), body: answer.body, cors };
             }
             Err(Failure::NotSent(e)) => {
                 app.url_failed(&node, &base, &e);
@@ -164,7 +165,9 @@ fn pick_node(app: &App, tried: &[String]) -> Option<Rc<Node>> {
     None
 }
 
-fn send(agent: &ureq::Agent, out: Outgoing) -> Result<crate::outbound::Answer, Failure> {
+/// The answer, and whether the servicer allowed cross-origin use (then meshd answers with the
+/// same CORS headers pocket-core's `cors()` sets).
+fn send(agent: &ureq::Agent, out: Outgoing) -> Result<(crate::outbound::Answer, bool), Failure> {
     let mut builder = ureq::http::Request::builder().method(out.method.as_str()).uri(out.url.as_str());
     for (name, value) in &out.headers {
         builder = builder.header(name.as_str(), value.as_str());
@@ -177,7 +180,8 @@ fn send(agent: &ureq::Agent, out: Outgoing) -> Result<crate::outbound::Answer, F
             Failure::NoAnswer(e.to_string())
         }
     })?;
-    read_answer(response).map_err(Failure::NoAnswer)
+    let cors = response.headers().contains_key("access-control-allow-origin");
+    read_answer(response).map(|answer| (answer, cors)).map_err(Failure::NoAnswer)
 }
 
 /// Errors that happen before any byte of the request reached the servicer.
@@ -257,17 +261,26 @@ mod tests {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let addr = server.server_addr().to_ip().unwrap();
         let echo = std::thread::spawn(move || {
-            let rq = server.recv_timeout(std::time::Duration::from_secs(10)).unwrap().expect("a request");
-            let seen: Vec<String> = rq.headers().iter().map(|h| format!("{}: {}", h.field, h.value)).collect();
-            let reply = tiny_http::Response::from_string(seen.join("\n"))
-                .with_status_code(418)
-                .with_header(tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/x-echo"[..]).unwrap());
-            rq.respond(reply).unwrap();
+            // First answer without CORS, second with it.
+            for with_cors in [false, true] {
+                let rq = server.recv_timeout(std::time::Duration::from_secs(10)).unwrap().expect("a request");
+                let seen: Vec<String> = rq.headers().iter().map(|h| format!("{}: {}", h.field, h.value)).collect();
+                let mut reply = tiny_http::Response::from_string(seen.join("\n"))
+                    .with_status_code(418)
+                    .with_header(tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/x-echo"[..]).unwrap());
+                if with_cors {
+                    reply.add_header(tiny_http::Header::from_bytes(&b"Access-Control-Allow-Origin"[..], &b"*"[..]).unwrap());
+                }
+                rq.respond(reply).unwrap();
+            }
         });
         let headers = forwarded_headers(&[("Host".into(), "mesh.example".into()), ("Accept".into(), "*/*".into())], None);
         let agent = crate::outbound::agent(&crate::outbound::AgentSettings { timeout_ms: 5000, max_idle: 2, max_idle_per_host: 2, user_agent: String::new() });
         let out = Outgoing { method: "POST".into(), url: format!("http://{addr}/v1/query/height"), headers, body: b"{}".to_vec() };
-        let Ok(answer) = send(&agent, out) else { panic!("no answer") };
+        let Ok((answer, cors)) = send(&agent, out) else { panic!("no answer") };
+        assert!(!cors, "no CORS header came back, none is added");
+        let again = Outgoing { method: "OPTIONS".into(), url: format!("http://{addr}/v1/client/dispatch"), headers: Vec::new(), body: Vec::new() };
+        assert!(matches!(send(&agent, again), Ok((_, true))), "the servicer's CORS answer is kept");
         echo.join().unwrap();
         let seen = String::from_utf8(answer.body).unwrap();
         assert_eq!((answer.status, answer.content_type.as_str()), (418, "text/x-echo"));
