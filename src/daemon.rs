@@ -1,11 +1,12 @@
-//! `meshd start`: builds the shared state, checks the servicer nodes once, opens the relay
-//! listener and runs every task (health checks, notifier, session cleanup, request handling)
-//! on one `LocalExecutor` thread. Blocking work goes to smol's capped blocking pool.
+//! `meshd start`: builds the shared state, starts the node checks and connectivity probes,
+//! opens the relay listener as soon as a node is healthy and runs every task (health checks,
+//! notifier, session cleanup, hot reload, request handling) on one `LocalExecutor` thread.
+//! Blocking work goes to smol's capped blocking pool.
 //!
 //! Operator side (issue D): the Prometheus listener, systemd `READY=1`/`WATCHDOG=1`, and the
-//! graceful shutdown on SIGTERM/SIGINT (see [`shutdown`]).
+//! graceful shutdown on SIGTERM/SIGINT or `POST /v1/private/mesh/stop` (see [`shutdown`]);
+//! SIGHUP asks for a hot reload.
 
-use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,8 +18,7 @@ use crate::listener::Listener;
 use crate::notifier::Notifier;
 use crate::protocol::session::latest_session_height;
 use crate::queue::{writer, Durability, Store, WriteOp, Writer};
-use crate::router;
-use crate::{metrics, sd_notify, signals, states};
+use crate::{health, metrics, reload, router, sd_notify, signals, states};
 
 /// Longest a graceful shutdown waits for in-flight requests before committing and exiting.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
@@ -51,78 +51,72 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         if let Some(spacemesh) = &loaded.spacemesh {
             crate::spacemesh::start(ex, spacemesh, store.clone())?;
         }
-        for node in 0..app.fleet.nodes.len() {
-            ex.spawn(check_loop(app.clone(), node)).detach();
+        let ids: Vec<u64> = app.fleet().nodes.iter().map(|n| n.id()).collect();
+        for &id in &ids {
+            ex.spawn(health::check_loop(app.clone(), id)).detach();
+            ex.spawn(health::probe_node(app.clone(), id)).detach();
         }
-        wait_first_checks(&app).await;
+        wait_until_serving(&app).await;
         let listen = format!("{}:{}", app.settings.listen_address, app.settings.rpc_port);
         let (listener, requests) = Listener::bind(&listen)?;
-        Notifier::spawn_dispatchers(&app, ex);
+        for &id in &ids {
+            Notifier::spawn_dispatcher(&app, id, ex);
+        }
         ex.spawn(session_cleanup(app.clone())).detach();
+        ex.spawn(reload::reload_loop(app.clone(), ex)).detach();
         ex.spawn(prune_states(app.clone())).detach();
         start_metrics(&app, ex);
+        let fleet = app.fleet();
         log::info!(
-            "event=ready listen={} servicers={} nodes={} chains={} queue={:?}",
+            "event=ready listen={} servicers={} nodes={} healthy_nodes={} chains={} queue={:?}",
             listener.addr,
-            app.fleet.servicer_count(),
-            app.fleet.nodes.len(),
-            app.chains.len(),
+            fleet.servicer_count(),
+            fleet.nodes.len(),
+            fleet.nodes.iter().filter(|n| n.is_healthy()).count(),
+            app.chains().len(),
             queue_summary(&store)
         );
         let systemd = sd_notify::Notifier::from_env();
         if let Some(sd) = &systemd {
-            sd.notify(&format!("READY=1\nSTATUS=serving {} servicers on {}", app.fleet.servicer_count(), listener.addr));
+            sd.notify(&format!("READY=1\nSTATUS=serving {} servicers on {}", fleet.servicer_count(), listener.addr));
             if let Some(interval) = sd_notify::watchdog_interval() {
                 ex.spawn(watchdog(interval)).detach();
             }
         }
+        drop(fleet);
         if let Some(ready) = options.on_ready.take() {
             ready(listener.addr);
         }
-        let in_flight = Rc::new(Cell::new(0usize));
-        let signal = serve_until_signal(&app, ex, &requests, &in_flight).await;
-        shutdown(&app, ex, listener, requests, &in_flight, signal, systemd.as_ref()).await;
+        let signal = serve_until_stop(&app, ex, &requests).await;
+        shutdown(&app, ex, listener, requests, signal, systemd.as_ref()).await;
         Ok(())
     }))
 }
 
-/// Counts a request from hand-off to answer, so a shutdown can wait for it.
-struct InFlight(Rc<Cell<usize>>);
-
-impl InFlight {
-    fn enter(count: &Rc<Cell<usize>>) -> InFlight {
-        count.set(count.get() + 1);
-        InFlight(count.clone())
-    }
+/// Start the tasks of a node added by a hot reload: check loop, probes, notifier dispatcher.
+pub fn start_node(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, id: u64) {
+    ex.spawn(health::check_loop(app.clone(), id)).detach();
+    ex.spawn(health::probe_node(app.clone(), id)).detach();
+    Notifier::spawn_dispatcher(app, id, ex);
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
+/// Handle one request on the executor (`router::serve` counts it in `App::active_requests`
+/// from the start, so a shutdown waits for it).
+fn spawn_request(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, request: tiny_http::Request) {
+    ex.spawn(router::serve(app.clone(), request)).detach();
 }
 
-fn spawn_request(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, request: tiny_http::Request, in_flight: &Rc<Cell<usize>>) {
-    let guard = InFlight::enter(in_flight);
-    let app = app.clone();
-    ex.spawn(async move {
-        router::serve(app, request).await;
-        drop(guard);
-    })
-    .detach();
-}
-
-/// Serve requests until SIGTERM/SIGINT (returns the signal) or the listener stops (None).
+/// Serve requests until SIGTERM/SIGINT (returns the signal), a stop request
+/// (`/v1/private/mesh/stop`: None) or the listener stops (None).
 /// SIGHUP calls [`signals::on_sighup`] and serving goes on.
-async fn serve_until_signal(
+async fn serve_until_stop(
     app: &Rc<App>,
     ex: &'static smol::LocalExecutor<'static>,
     requests: &async_channel::Receiver<tiny_http::Request>,
-    in_flight: &Rc<Cell<usize>>,
 ) -> Option<i32> {
     let accept = async {
         while let Ok(request) = requests.recv().await {
-            spawn_request(app, ex, request, in_flight);
+            spawn_request(app, ex, request);
         }
         None
     };
@@ -135,7 +129,12 @@ async fn serve_until_signal(
             }
         }
     };
-    futures_lite::future::or(accept, watch).await
+    let stop = async {
+        app.stop.wait().await;
+        log::info!("event=stop_requested source=private_api");
+        None
+    };
+    futures_lite::future::or(accept, futures_lite::future::or(watch, stop)).await
 }
 
 /// Graceful shutdown: stop accepting (the listening socket is closed, new connections are
@@ -148,14 +147,13 @@ async fn shutdown(
     ex: &'static smol::LocalExecutor<'static>,
     listener: Listener,
     requests: async_channel::Receiver<tiny_http::Request>,
-    in_flight: &Rc<Cell<usize>>,
     signal: Option<i32>,
     systemd: Option<&sd_notify::Notifier>,
 ) {
     let started = Instant::now();
     let deadline = started + SHUTDOWN_DRAIN;
     let signal_name = signal.map_or("none", signals::name);
-    log::info!("event=shutdown_started signal={signal_name} in_flight={} drain_bound_ms={}", in_flight.get(), SHUTDOWN_DRAIN.as_millis());
+    log::info!("event=shutdown_started signal={signal_name} in_flight={} drain_bound_ms={}", app.active_requests(), SHUTDOWN_DRAIN.as_millis());
     if let Some(sd) = systemd {
         sd.notify("STOPPING=1");
     }
@@ -170,14 +168,14 @@ async fn shutdown(
         })
         .await
         {
-            Some(request) => spawn_request(app, ex, request, in_flight),
+            Some(request) => spawn_request(app, ex, request),
             None => break,
         }
     }
-    while in_flight.get() > 0 && Instant::now() < deadline {
+    while app.active_requests() > 0 && Instant::now() < deadline {
         async_io::Timer::after(Duration::from_millis(10)).await;
     }
-    let unanswered = in_flight.get();
+    let unanswered = app.active_requests();
     let committed = futures_lite::future::or(async { Some(app.queue.write(crate::queue::WriteOp::Flush).await) }, async {
         async_io::Timer::after(SHUTDOWN_DRAIN).await;
         None
@@ -241,61 +239,30 @@ fn queue_summary(store: &Store) -> String {
     }
 }
 
-/// Give every node one chance to answer before opening the listener, bounded by the servicer
-/// timeout; unhealthy nodes do not block the start (their relays are refused until they answer).
-async fn wait_first_checks(app: &App) {
+/// Open the listener as soon as a node is healthy (or every node has answered, or the servicer
+/// timeout passed): a node that is down must not delay the others, and meshd never exits over
+/// one — its relays are refused until its checks pass.
+async fn wait_until_serving(app: &App) {
     let deadline = std::time::Instant::now() + Duration::from_millis(app.settings.servicer_rpc_timeout.clamp(100, 10_000));
     while std::time::Instant::now() < deadline {
-        let answered = (0..app.fleet.nodes.len()).all(|n| app.health.is_healthy(n) || app.health.has_answered(n));
-        if answered {
+        let fleet = app.fleet();
+        if fleet.nodes.iter().any(|n| n.is_healthy()) || fleet.nodes.iter().all(|n| n.has_answered()) {
             break;
         }
+        drop(fleet);
         async_io::Timer::after(Duration::from_millis(20)).await;
     }
-    for (n, node) in app.fleet.nodes.iter().enumerate() {
-        if let Err(e) = app.health.gate(n) {
-            log::warn!("event=node_not_ready node={} url={} reason={:?}", node.name, node.url(), e.message);
+    let mut waiting = 0;
+    for node in app.fleet().nodes.iter() {
+        match node.gate() {
+            Ok(_) => {}
+            // Not checked yet (the listener opened on another node's answer): not a problem yet.
+            Err(_) if !node.has_answered() => waiting += 1,
+            Err(e) => log::warn!("event=node_not_ready node={} url={} reason={:?}", node.name, app.shown_url(&node.url()), e.message),
         }
     }
-}
-
-async fn check_loop(app: Rc<App>, node: usize) {
-    let interval = Duration::from_secs(app.settings.node_check_interval.max(1));
-    let mut last_wrong = (Vec::new(), Vec::new());
-    loop {
-        let endpoint = app.endpoint(node);
-        let servicers = app.fleet.nodes[node].addresses.clone();
-        let chains = app.chain_ids.clone();
-        let was_healthy = app.health.is_healthy(node);
-        let name = &app.fleet.nodes[node].name;
-        match smol::unblock(move || endpoint.check(&servicers, &chains)).await {
-            Ok(answer) => {
-                let wrong = (answer.wrong_servicers.clone().unwrap_or_default(), answer.wrong_chains.clone().unwrap_or_default());
-                if wrong != last_wrong && (!wrong.0.is_empty() || !wrong.1.is_empty()) {
-                    log::warn!("event=node_check_mismatch node={name} wrong_servicers={:?} wrong_chains={:?}", wrong.0, wrong.1);
-                }
-                last_wrong = wrong;
-                app.health.record_ok(node, &answer);
-            }
-            Err(e) => {
-                if app.health.record_error(node, e.clone()) {
-                    log::warn!("event=node_check_failed node={name} error={e:?}");
-                }
-            }
-        }
-        let gate = app.health.gate(node);
-        match (was_healthy, &gate) {
-            (false, Ok(status)) => log::info!("event=node_healthy node={name} height={} version={:?}", status.height, status.version),
-            (true, Err(e)) => log::warn!("event=node_unhealthy node={name} reason={:?}", e.message),
-            _ => {}
-        }
-        for address in &app.fleet.nodes[node].address_bytes {
-            match &gate {
-                Ok(status) => app.states.health(*address, name, true, status.height, ""),
-                Err(e) => app.states.health(*address, name, false, 0, &e.message),
-            };
-        }
-        async_io::Timer::after(interval).await;
+    if waiting > 0 {
+        log::info!("event=nodes_awaiting_first_check count={waiting} (their relays are refused until it answers)");
     }
 }
 
@@ -308,7 +275,8 @@ async fn session_cleanup(app: Rc<App>) {
     let interval = Duration::from_secs(app.settings.session_cache_clean_up_interval.max(1));
     loop {
         async_io::Timer::after(interval).await;
-        if let Some((height, bps)) = app.health.max_height() {
+        let highest = app.fleet().max_height();
+        if let Some((height, bps)) = highest {
             let min_height = latest_session_height(height, bps) - SESSIONS_KEPT * bps;
             let removed = app.sessions.evict_below(min_height);
             app.queue.write(WriteOp::PruneProofs { below_session_height: min_height }).await;

@@ -1,15 +1,31 @@
-//! Servicer node health: the last `POST /v1/private/mesh/check` answer per node, the gate
-//! every relay passes (unknown, stale, starting or catching-up nodes refuse service), and the
-//! periodic check loop. Unlike the incumbent, a status older than `stale_after` counts as unhealthy.
+//! Servicer node health: the last `POST /v1/private/mesh/check` answer per node URL, the gate
+//! every relay passes (unknown, stale, starting or catching-up nodes refuse service), the
+//! periodic check loop and the startup connectivity probes. Unlike the incumbent, a status
+//! older than `stale_after` counts as unhealthy, and a failed probe never stops meshd.
+//!
+//! A node is as healthy as its best URL (`fleet::Node::gate`). The check loop checks every URL
+//! of a node each `node_check_interval`, which is also how a benched URL is probed back.
 
-use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::app::App;
 use crate::protocol::PocketError;
-use crate::servicer_api::CheckAnswer;
+use crate::servicer_api::{snippet, CheckAnswer};
 
 /// Blocks per session assumed until the first check answers (the incumbent's default).
 pub const DEFAULT_BLOCKS_PER_SESSION: i64 = 4;
+/// Startup probes of a URL are retried this many times (backoff 1 s doubling to 60 s, about
+/// 17 minutes in all); after that only the check loop keeps watching the URL.
+pub const PROBE_ATTEMPTS: u32 = 20;
+/// The servicer routes a probe must reach.
+pub const PROBED_ENDPOINTS: [&str; 3] = ["relay", "session", "check"];
+
+/// How long a check answer is trusted: three intervals (at least 30 s), so one lost check does
+/// not stop service but a dead servicer soon does.
+pub fn stale_after(check_interval: Duration) -> Duration {
+    (check_interval * 3).max(Duration::from_secs(30))
+}
 
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
@@ -22,75 +38,75 @@ pub struct NodeStatus {
     pub checked_at: Instant,
 }
 
+/// Check results of one URL.
 #[derive(Debug, Default, Clone)]
-struct NodeHealth {
+pub struct UrlHealth {
     status: Option<NodeStatus>,
     last_error: Option<String>,
     consecutive_failures: u32,
+    /// From the last successful check: addresses the servicer does not host, chains it lacks.
+    pub wrong_servicers: Vec<String>,
+    pub wrong_chains: Vec<String>,
 }
 
-pub struct Health {
-    nodes: RefCell<Vec<NodeHealth>>,
-    stale_after: Duration,
-}
-
-impl Health {
-    /// `check_interval`: how often nodes are checked; a status is trusted for three intervals
-    /// (at least 30 s) so one lost check does not stop service, a dead servicer soon does.
-    pub fn new(node_count: usize, check_interval: Duration) -> Health {
-        Health {
-            nodes: RefCell::new(vec![NodeHealth::default(); node_count]),
-            stale_after: (check_interval * 3).max(Duration::from_secs(30)),
-        }
-    }
-
-    pub fn record_ok(&self, node: usize, answer: &CheckAnswer) {
+impl UrlHealth {
+    /// Record a successful check. Returns true when the wrong_* lists changed and are not empty
+    /// (worth a warning).
+    pub fn record_ok(&mut self, answer: &CheckAnswer) -> bool {
         let status = answer.status.clone().unwrap_or_default();
-        let mut nodes = self.nodes.borrow_mut();
-        let entry = &mut nodes[node];
-        entry.status = Some(NodeStatus {
+        self.status = Some(NodeStatus {
             height: status.height,
             blocks_per_session: if answer.blocks_per_session > 0 { answer.blocks_per_session } else { DEFAULT_BLOCKS_PER_SESSION },
-            client_session_sync_allowance: answer.client_session_sync_allowance.max(0),
+            client_session_sync_allowance: answer.client_session_sync_allowance,
             is_starting: status.is_starting,
             is_catching_up: status.is_catching_up,
             version: status.version,
             checked_at: Instant::now(),
         });
-        entry.last_error = None;
-        entry.consecutive_failures = 0;
+        self.last_error = None;
+        self.consecutive_failures = 0;
+        let servicers = answer.wrong_servicers.clone().unwrap_or_default();
+        let chains = answer.wrong_chains.clone().unwrap_or_default();
+        let changed = servicers != self.wrong_servicers || chains != self.wrong_chains;
+        self.wrong_servicers = servicers;
+        self.wrong_chains = chains;
+        changed && !(self.wrong_servicers.is_empty() && self.wrong_chains.is_empty())
     }
 
     /// Returns true when this is the first failure after a success (worth a warning).
-    pub fn record_error(&self, node: usize, error: String) -> bool {
-        let mut nodes = self.nodes.borrow_mut();
-        let entry = &mut nodes[node];
-        entry.last_error = Some(error);
-        entry.consecutive_failures += 1;
-        entry.consecutive_failures == 1
+    pub fn record_error(&mut self, error: String) -> bool {
+        self.last_error = Some(error);
+        self.consecutive_failures += 1;
+        self.consecutive_failures == 1
     }
 
-    /// Whether any check of this node has completed, successfully or not.
-    pub fn has_answered(&self, node: usize) -> bool {
-        let nodes = self.nodes.borrow();
-        nodes[node].status.is_some() || nodes[node].last_error.is_some()
+    /// Whether any check has completed, successfully or not.
+    pub fn has_answered(&self) -> bool {
+        self.status.is_some() || self.last_error.is_some()
     }
 
-    pub fn is_healthy(&self, node: usize) -> bool {
-        self.gate(node).is_ok()
+    /// When the last successful check answered.
+    pub fn last_ok(&self) -> Option<Instant> {
+        self.status.as_ref().map(|s| s.checked_at)
     }
 
-    /// The status a relay for this node may be served under, or the reason it may not.
-    pub fn gate(&self, node: usize) -> Result<NodeStatus, PocketError> {
-        let nodes = self.nodes.borrow();
-        let entry = &nodes[node];
-        let Some(status) = &entry.status else {
-            let why = entry.last_error.as_deref().unwrap_or("no check has answered yet");
+    pub fn status(&self) -> Option<&NodeStatus> {
+        self.status.as_ref()
+    }
+
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The status a relay may be served under, or the reason it may not.
+    pub fn gate(&self, stale_after: Duration) -> Result<NodeStatus, PocketError> {
+        let Some(status) = &self.status else {
+            let why = self.last_error.as_deref().unwrap_or("no check has answered yet");
             return Err(PocketError::sdk(1, format!("pocket node is currently unavailable: {why}")));
         };
         let age = status.checked_at.elapsed();
-        if age > self.stale_after {
-            let why = entry.last_error.as_deref().unwrap_or("no answer");
+        if age > stale_after {
+            let why = self.last_error.as_deref().unwrap_or("no answer");
             return Err(PocketError::sdk(
                 1,
                 format!("pocket node is currently unavailable: last successful check {}s ago ({why})", age.as_secs()),
@@ -107,22 +123,147 @@ impl Health {
         }
         Ok(status.clone())
     }
+}
 
-    /// The last successful check's status (even if stale or syncing) and the last error, for
-    /// the status page.
-    pub fn view(&self, node: usize) -> (Option<NodeStatus>, Option<String>) {
-        let nodes = self.nodes.borrow();
-        (nodes[node].status.clone(), nodes[node].last_error.clone())
-    }
-
-    /// Highest height any healthy-or-not node reported (used to age out sessions).
-    pub fn max_height(&self) -> Option<(i64, i64)> {
-        self.nodes
-            .borrow()
+/// Check every URL of node `id` each `node_check_interval` until the node leaves the fleet.
+pub async fn check_loop(app: Rc<App>, id: u64) {
+    let interval = app.check_interval();
+    loop {
+        let Some(node) = app.fleet().node(id).cloned() else {
+            log::debug!("event=node_check_stopped id={id} (node removed by a reload)");
+            return;
+        };
+        let was_healthy = node.is_healthy();
+        let chains = app.chains().ids.clone();
+        // All URLs at once: one slow URL must not delay the others' status.
+        let checks: Vec<_> = node
+            .urls
             .iter()
-            .filter_map(|n| n.status.as_ref())
-            .map(|s| (s.height, s.blocks_per_session))
-            .max_by_key(|(h, _)| *h)
+            .map(|u| {
+                let endpoint = app.endpoint_to(&u.url);
+                let (servicers, chains) = (node.addresses.clone(), chains.clone());
+                smol::unblock(move || {
+                    let started = Instant::now();
+                    let result = endpoint.check(&servicers, &chains);
+                    (result, started.elapsed())
+                })
+            })
+            .collect();
+        for (url, check) in node.urls.iter().zip(checks) {
+            let (result, elapsed) = check.await;
+            match result {
+                Ok(answer) => {
+                    let mismatch = url.health.borrow_mut().record_ok(&answer);
+                    if mismatch {
+                        let h = url.health.borrow();
+                        log::warn!(
+                            "event=node_check_mismatch node={} url={} wrong_servicers={:?} wrong_chains={:?}",
+                            node.name,
+                            app.shown_url(&url.url),
+                            h.wrong_servicers,
+                            h.wrong_chains
+                        );
+                    }
+                    url.record_latency(elapsed);
+                    // The URL answers again: once its bench is over, its failure streak is too
+                    // (a later failure starts again at the shortest bench).
+                    if url.bench.benched_until(Instant::now()).is_none() {
+                        url.bench.succeed();
+                    }
+                }
+                Err(e) => {
+                    let first = url.health.borrow_mut().record_error(e.clone());
+                    if first {
+                        log::warn!("event=node_check_failed node={} url={} error={e:?}", node.name, app.shown_url(&url.url));
+                    }
+                    app.url_failed(&node, &url.url, &e);
+                }
+            }
+        }
+        let gate = node.gate();
+        match (was_healthy, &gate) {
+            (false, Ok(status)) => log::info!("event=node_healthy node={} height={} version={:?}", node.name, status.height, status.version),
+            (true, Err(e)) => log::warn!("event=node_unhealthy node={} reason={:?}", node.name, e.message),
+            _ => {}
+        }
+        // Identity states (issue D): one transition record per change, per servicer address.
+        for address in node.address_bytes.iter() {
+            match &gate {
+                Ok(status) => app.states.health(*address, &node.name, true, status.height, ""),
+                Err(e) => app.states.health(*address, &node.name, false, 0, &e.message),
+            };
+        }
+        // Fail over now rather than on the next call when the current URL went bad, and move
+        // to a much faster URL when there is one.
+        app.select_url(&node, true);
+        drop(node);
+        async_io::Timer::after(interval).await;
+    }
+}
+
+/// Startup connectivity probes of node `id` (geo-mesh §2.0): `POST {url}/v1/private/mesh/
+/// {relay,session,check}?verify=true` with an empty body. Results are logged; failing URLs are
+/// retried with backoff. Nothing waits on them: serving depends on the check loop only.
+pub async fn probe_node(app: Rc<App>, id: u64) {
+    let mut passed: Vec<String> = Vec::new();
+    for attempt in 0..PROBE_ATTEMPTS {
+        let Some(node) = app.fleet().node(id).cloned() else { return };
+        let pending: Vec<String> = node.urls.iter().map(|u| u.url.clone()).filter(|u| !passed.contains(u)).collect();
+        if pending.is_empty() {
+            return;
+        }
+        let probes: Vec<_> = pending
+            .iter()
+            .map(|url| {
+                let (agent, token, url) = (app.servicer_agent.clone(), app.servicer_token.clone(), url.clone());
+                smol::unblock(move || probe_url(&agent, &url, &token))
+            })
+            .collect();
+        let retry_in = crate::notifier::backoff(attempt, 1000, 60_000);
+        for (url, probe) in pending.into_iter().zip(probes) {
+            match probe.await {
+                Ok(()) => {
+                    log::info!("event=probe_ok node={} url={}", node.name, app.shown_url(&url));
+                    passed.push(url);
+                }
+                Err(failures) if attempt + 1 < PROBE_ATTEMPTS => log::warn!(
+                    "event=probe_failed node={} url={} attempt={} retry_in_ms={} failures={:?}",
+                    node.name,
+                    app.shown_url(&url),
+                    attempt + 1,
+                    retry_in.as_millis(),
+                    failures
+                ),
+                Err(failures) => log::warn!(
+                    "event=probe_gave_up node={} url={} attempts={PROBE_ATTEMPTS} failures={:?} (the check loop keeps watching it)",
+                    node.name,
+                    app.shown_url(&url),
+                    failures
+                ),
+            }
+        }
+        drop(node);
+        if attempt + 1 < PROBE_ATTEMPTS {
+            async_io::Timer::after(retry_in).await;
+        }
+    }
+}
+
+/// Probe the three servicer routes of one URL; `Err` lists what failed. Blocking.
+pub fn probe_url(agent: &ureq::Agent, url: &str, token: &str) -> Result<(), Vec<String>> {
+    let mut failures = Vec::new();
+    for endpoint in PROBED_ENDPOINTS {
+        let target = format!("{url}/v1/private/mesh/{endpoint}?verify=true");
+        match crate::outbound::post_json(agent, &target, &[("Authorization", token)], b"") {
+            Ok(answer) if answer.status == 200 => {}
+            Ok(answer) => failures.push(format!("{endpoint}: HTTP {}: {}", answer.status, snippet(&answer.body))),
+            Err(e) => failures.push(format!("{endpoint}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
     }
 }
 
@@ -143,25 +284,56 @@ mod tests {
 
     #[test]
     fn gate_refuses_unknown_starting_and_catching_up_nodes() {
-        let h = Health::new(1, Duration::from_secs(10));
-        assert!(h.gate(0).unwrap_err().message.contains("no check has answered"));
-        h.record_error(0, "connection refused".into());
-        assert!(h.gate(0).unwrap_err().message.contains("connection refused"));
-        h.record_ok(0, &answer(true, false));
-        assert!(h.gate(0).unwrap_err().message.contains("syncing"));
-        h.record_ok(0, &answer(false, true));
-        assert!(h.gate(0).unwrap_err().message.contains("tendermint"));
-        h.record_ok(0, &answer(false, false));
-        assert_eq!(h.gate(0).unwrap().height, 101);
+        let mut h = UrlHealth::default();
+        let stale = Duration::from_secs(30);
+        assert!(h.gate(stale).unwrap_err().message.contains("no check has answered"));
+        h.record_error("connection refused".into());
+        assert!(h.gate(stale).unwrap_err().message.contains("connection refused"));
+        h.record_ok(&answer(true, false));
+        assert!(h.gate(stale).unwrap_err().message.contains("syncing"));
+        h.record_ok(&answer(false, true));
+        assert!(h.gate(stale).unwrap_err().message.contains("tendermint"));
+        h.record_ok(&answer(false, false));
+        assert_eq!(h.gate(stale).unwrap().height, 101);
     }
 
     #[test]
     fn a_stale_status_is_unhealthy() {
-        let h = Health { nodes: RefCell::new(vec![NodeHealth::default()]), stale_after: Duration::from_millis(20) };
-        h.record_ok(0, &answer(false, false));
-        assert!(h.is_healthy(0));
+        let mut h = UrlHealth::default();
+        h.record_ok(&answer(false, false));
+        assert!(h.gate(Duration::from_millis(20)).is_ok());
         std::thread::sleep(Duration::from_millis(40));
-        let e = h.gate(0).unwrap_err();
+        let e = h.gate(Duration::from_millis(20)).unwrap_err();
         assert!(e.message.contains("last successful check"), "{}", e.message);
+        assert_eq!(stale_after(Duration::from_secs(1)), Duration::from_secs(30));
+        assert_eq!(stale_after(Duration::from_secs(60)), Duration::from_secs(180));
+    }
+
+    #[test]
+    fn wrong_lists_warn_once_per_change() {
+        let mut h = UrlHealth::default();
+        let mut a = answer(false, false);
+        assert!(!h.record_ok(&a), "empty lists: nothing to warn about");
+        a.wrong_chains = Some(vec!["0001".into()]);
+        assert!(h.record_ok(&a));
+        assert!(!h.record_ok(&a), "same lists: already warned");
+        assert_eq!(h.wrong_chains, ["0001"]);
+        a.wrong_chains = None;
+        assert!(!h.record_ok(&a));
+        assert!(h.wrong_chains.is_empty());
+    }
+
+    #[test]
+    fn probes_hit_the_three_routes_with_the_token() {
+        use crate::sim::{start_servicer, ServicerSimConfig};
+        let sim = start_servicer(ServicerSimConfig { auth_token: "tok".into(), ..Default::default() }).unwrap();
+        let agent = crate::outbound::agent(&crate::outbound::AgentSettings { timeout_ms: 2000, max_idle: 2, max_idle_per_host: 2, user_agent: String::new() });
+        assert_eq!(probe_url(&agent, &sim.url(), "tok"), Ok(()));
+        assert_eq!(sim.stats().verify_calls, 3);
+        let failures = probe_url(&agent, &sim.url(), "wrong").unwrap_err();
+        assert_eq!(failures.len(), 3);
+        assert!(failures[0].starts_with("relay: HTTP 401"), "{failures:?}");
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert_eq!(probe_url(&agent, &format!("http://{dead}"), "tok").unwrap_err().len(), 3);
     }
 }

@@ -129,7 +129,7 @@ const CORS: [(&str, &str); 3] = [
 pub async fn respond(request: tiny_http::Request, reply: Reply) {
     smol::unblock(move || {
         let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-        response.add_header(header("Content-Type", reply.content_type));
+        response.add_header(header("Content-Type", &reply.content_type));
         if reply.cors {
             for (name, value) in CORS {
                 response.add_header(header(name, value));
@@ -143,5 +143,7 @@ pub async fn respond(request: tiny_http::Request, reply: Reply) {
 }
 
 fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+    // Proxied content types come from a servicer: fall back rather than panic on odd bytes.
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|_| tiny_http::Header::from_bytes(name.as_bytes(), &b"application/octet-stream"[..]).expect("static header is valid"))
 }

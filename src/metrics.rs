@@ -364,22 +364,27 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
         Err(e) => log::warn!("event=metrics_queue_stats_failed error={e:?}"),
     }
     gauge(&mut out, "meshd_session_cache_entries", "Sessions (and remembered refusals) in the session cache.", app.sessions.len() as f64);
-    gauge(&mut out, "meshd_notify_in_flight", "Notifies in flight, all nodes.", app.notifier.in_flight() as f64);
+    let fleet = app.fleet();
+    gauge(&mut out, "meshd_notify_in_flight", "Notifies in flight, all nodes.", app.notifier.in_flight(&fleet) as f64);
 
-    let nodes: Vec<(String, Result<crate::health::NodeStatus, crate::protocol::PocketError>)> =
-        app.fleet.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), app.health.gate(i))).collect();
+    let nodes: Vec<(String, Result<crate::health::NodeStatus, crate::protocol::PocketError>, u64)> =
+        fleet.nodes.iter().map(|n| (n.name.clone(), n.gate(), n.failovers())).collect();
     header(&mut out, "meshd_node_healthy", "gauge", "1 when the servicer node passes the health gate (relays are served), else 0.");
-    for (name, gate) in &nodes {
+    for (name, gate, _) in &nodes {
         let _ = writeln!(out, "meshd_node_healthy{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), u8::from(gate.is_ok()));
     }
+    header(&mut out, "meshd_node_failovers", "gauge", "Times the servicer node's calls moved to another of its URLs since meshd started.");
+    for (name, _, failovers) in &nodes {
+        let _ = writeln!(out, "meshd_node_failovers{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), failovers);
+    }
     header(&mut out, "meshd_node_height", "gauge", "Block height the servicer node last reported while healthy.");
-    for (name, gate) in &nodes {
+    for (name, gate, _) in &nodes {
         if let Ok(status) = gate {
             let _ = writeln!(out, "meshd_node_height{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), status.height);
         }
     }
     header(&mut out, "meshd_servicers", "gauge", "Servicer keys loaded.");
-    let _ = writeln!(out, "meshd_servicers{moniker} {}", app.fleet.servicer_count());
+    let _ = writeln!(out, "meshd_servicers{moniker} {}", fleet.servicer_count());
 
     for (field, help, value) in app.counters.export() {
         let name = format!("meshd_{field}_total");

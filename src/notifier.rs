@@ -7,8 +7,16 @@
 //! - a retryable code → retried with backoff between `servicer_retry_wait_min/max`; after
 //!   `servicer_retry_max_times` it moves to a slow lane (every [`SLOW_LANE`]) until its session
 //!   can no longer be claimed, then to the dead-letter store — never dropped silently;
-//! - the node is down (transport error, 5xx, syncing) → the node pauses with backoff and the
-//!   record is untouched: an outage costs no attempts and loses nothing.
+//! - the node is down (transport error, 5xx, syncing) → the URL used is benched and the record
+//!   is untouched: an outage costs no attempts and loses nothing. When the node has another
+//!   usable URL the record goes there on the next pass (failover); otherwise the node pauses
+//!   with backoff.
+//!
+//! Records are keyed by servicer address, never by URL: each pass asks `App::endpoint` where
+//! the node is reachable now and reads the node's current address list, so a failover or a hot
+//! reload (a node gaining, losing or taking over addresses) needs no queue change. A node
+//! removed by a reload has its dispatcher end; its relays wait in LMDB for the address to
+//! come back.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -18,6 +26,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 
 use crate::app::{App, Counters};
+use crate::fleet::{Fleet, Node};
 use crate::protocol::session::latest_session_height;
 use crate::queue::record::now_ms;
 use crate::queue::{PendingKey, QueuedRelay, WriteOp, WriteResult};
@@ -32,38 +41,45 @@ pub const SLOW_LANE: Duration = Duration::from_secs(60);
 /// Longest a dispatcher sleeps without a wake-up (also picks up `meshd queue replay-dead`).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Per-node delivery state shared by its dispatcher and deliveries.
-#[derive(Default)]
-struct NodeLane {
+/// Per-node delivery state shared by its dispatcher and deliveries; lives in the node's
+/// runtime (`fleet::NodeRuntime`), so it survives reloads that keep the node.
+#[derive(Debug, Default)]
+pub(crate) struct NodeLane {
     wake: Event,
     in_flight: RefCell<HashSet<PendingKey>>,
     paused_until: Cell<Option<Instant>>,
     consecutive_failures: Cell<u32>,
 }
 
-pub struct Notifier {
-    lanes: Vec<Rc<NodeLane>>,
+impl NodeLane {
+    /// Wake the dispatcher (it re-reads the fleet, so a retired node's dispatcher ends).
+    pub(crate) fn wake_all(&self) {
+        self.wake.notify(usize::MAX);
+    }
 }
 
+/// Entry points of the notifier; the per-node state is in each node's lane.
+#[derive(Default)]
+pub struct Notifier;
+
 impl Notifier {
-    pub fn new(node_count: usize) -> Notifier {
-        Notifier { lanes: (0..node_count).map(|_| Rc::new(NodeLane::default())).collect() }
+    pub fn new() -> Notifier {
+        Notifier
     }
 
     /// A relay for this node was queued.
-    pub fn wake(&self, node: usize) {
-        self.lanes[node].wake.notify(1);
+    pub fn wake(&self, node: &Node) {
+        node.rt.lane.wake.notify(1);
     }
 
-    /// Notifies currently in flight, all nodes.
-    pub fn in_flight(&self) -> usize {
-        self.lanes.iter().map(|l| l.in_flight.borrow().len()).sum()
+    /// Notifies currently in flight, all nodes of `fleet`.
+    pub fn in_flight(&self, fleet: &Fleet) -> usize {
+        fleet.nodes.iter().map(|n| n.rt.lane.in_flight.borrow().len()).sum()
     }
 
-    pub fn spawn_dispatchers(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>) {
-        for node in 0..app.notifier.lanes.len() {
-            ex.spawn(dispatch(app.clone(), node, ex)).detach();
-        }
+    /// Start the dispatcher of node `id`; it ends when the node leaves the fleet.
+    pub fn spawn_dispatcher(app: &Rc<App>, id: u64, ex: &'static smol::LocalExecutor<'static>) {
+        ex.spawn(dispatch(app.clone(), id, ex)).detach();
     }
 }
 
@@ -73,18 +89,26 @@ pub fn backoff(attempt: u32, wait_min_ms: u64, wait_max_ms: u64) -> Duration {
     Duration::from_millis(wait_min_ms.saturating_mul(factor).min(wait_max_ms.max(wait_min_ms)))
 }
 
-async fn dispatch(app: Rc<App>, node: usize, ex: &'static smol::LocalExecutor<'static>) {
-    let lane = app.notifier.lanes[node].clone();
+async fn dispatch(app: Rc<App>, id: u64, ex: &'static smol::LocalExecutor<'static>) {
     let permits = std::sync::Arc::new(smol::lock::Semaphore::new(IN_FLIGHT_PER_NODE));
     loop {
+        // The current snapshot of the node: its addresses may have changed with a reload.
+        let Some(node) = app.fleet().node(id).cloned() else {
+            log::debug!("event=dispatcher_stopped id={id} (node removed by a reload)");
+            return;
+        };
+        let rt = node.rt.clone();
+        let lane = &rt.lane;
         if let Some(until) = lane.paused_until.get() {
             if until > Instant::now() {
+                drop(node);
                 async_io::Timer::at(until).await;
             }
             lane.paused_until.set(None);
+            continue;
         }
         let listener = lane.wake.listen();
-        let servicers = app.fleet.nodes[node].address_bytes.clone();
+        let servicers = node.address_bytes.clone();
         let skip = lane.in_flight.borrow().clone();
         let store = app.queue.store().clone();
         let now = now_ms();
@@ -92,12 +116,13 @@ async fn dispatch(app: Rc<App>, node: usize, ex: &'static smol::LocalExecutor<'s
         let (batch, next_due) = match scanned {
             Ok(found) => found,
             Err(e) => {
-                log::error!("event=queue_read_failed node={} error={e:?}", app.fleet.nodes[node].name);
+                log::error!("event=queue_read_failed node={} error={e:?}", node.name);
                 async_io::Timer::after(IDLE_POLL).await;
                 continue;
             }
         };
         if batch.is_empty() {
+            drop(node);
             let wait = next_due.map_or(IDLE_POLL, |t| Duration::from_millis(t.saturating_sub(now_ms())).min(IDLE_POLL));
             futures_lite::future::or(listener, async {
                 async_io::Timer::after(wait).await;
@@ -106,14 +131,15 @@ async fn dispatch(app: Rc<App>, node: usize, ex: &'static smol::LocalExecutor<'s
             continue;
         }
         for (key, record) in batch {
-            if lane.paused_until.get().is_some() {
+            if lane.paused_until.get().is_some() || rt.is_retired() {
                 break;
             }
             let permit = permits.acquire_arc().await;
             lane.in_flight.borrow_mut().insert(key);
-            let (app, lane) = (app.clone(), lane.clone());
+            let (app, node) = (app.clone(), node.clone());
             ex.spawn(async move {
-                deliver(&app, node, &lane, key, record).await;
+                deliver(&app, &node, key, record).await;
+                let lane = &node.rt.lane;
                 lane.in_flight.borrow_mut().remove(&key);
                 drop(permit);
                 lane.wake.notify(1);
@@ -123,7 +149,8 @@ async fn dispatch(app: Rc<App>, node: usize, ex: &'static smol::LocalExecutor<'s
     }
 }
 
-async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, record: Result<QueuedRelay, String>) {
+async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedRelay, String>) {
+    let lane = &node.rt.lane;
     let mut record = match record {
         Ok(record) => record,
         Err(decode_error) => {
@@ -137,6 +164,7 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
     };
     let s = &app.settings;
     let endpoint = app.endpoint(node);
+    let url = endpoint.url.clone();
     let (address, chain, app_key, body) = (
         hex::encode(record.servicer_address),
         record.chain.clone(),
@@ -150,8 +178,12 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
     .await;
     record.relay_json = body;
     let servicer = hex::encode(record.servicer_address);
-    let node_name = app.fleet.nodes[node].name.as_str();
+    let node_name = node.name.as_str();
     record_notify_metrics(app, &record, &outcome);
+    match &outcome {
+        NotifyOutcome::NodeDown(why) => app.url_failed(node, &url, why),
+        _ => app.url_ok(node, &url),
+    }
     match outcome {
         NotifyOutcome::Accepted => {
             node_recovered(app, node, lane);
@@ -176,9 +208,14 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
             app.states.dead_lettered(record.servicer_address, &record.chain, record.session_height, &reason);
             settle(app, WriteOp::DeadLetter(key, reason)).await;
         }
+        NotifyOutcome::NodeDown(why) if node.has_usable_url() => {
+            // Another URL of the node is usable: the record stays pending and the next pass
+            // sends it there (the failed URL is benched, so `App::endpoint` moves on).
+            log::debug!("event=notify_url_down node={} url={} reason={why:?}", node.name, app.shown_url(&url));
+        }
         NotifyOutcome::NodeDown(why) => {
             if lane.consecutive_failures.get() == 0 {
-                for address in &app.fleet.nodes[node].address_bytes {
+                for address in node.address_bytes.iter() {
                     app.states.notify_failing(*address, node_name, &why);
                 }
             }
@@ -189,7 +226,7 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
             if failures == 1 || failures % 100 == 0 {
                 log::warn!(
                     "event=notify_node_down node={} failures={failures} pause_ms={} reason={why:?}",
-                    app.fleet.nodes[node].name,
+                    node.name,
                     pause.as_millis()
                 );
             }
@@ -201,7 +238,7 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
             let op = if u64::from(record.attempts) <= s.servicer_retry_max_times {
                 record.not_before_ms = now_ms() + backoff(record.attempts - 1, s.servicer_retry_wait_min, s.servicer_retry_wait_max).as_millis() as u64;
                 WriteOp::Reschedule(key, Box::new(record))
-            } else if let Some(height) = unclaimable_at(app, node, record.session_height) {
+            } else if let Some(height) = unclaimable_at(node, record.session_height) {
                 Counters::inc(&app.counters.dead_lettered);
                 let reason = format!(
                     "gave up after {} attempts: session {} can no longer be claimed at height {height}; last error: {why}",
@@ -225,12 +262,11 @@ async fn deliver(app: &App, node: usize, lane: &NodeLane, key: PendingKey, recor
 
 /// A notify got an answer from the node: end its failure streak, and when there was one,
 /// mark its servicers' notifies as working again.
-fn node_recovered(app: &App, node: usize, lane: &NodeLane) {
+fn node_recovered(app: &App, node: &Node, lane: &NodeLane) {
     if lane.consecutive_failures.replace(0) > 0 {
-        let name = app.fleet.nodes[node].name.as_str();
-        log::info!("event=notify_node_recovered node={name}");
-        for address in &app.fleet.nodes[node].address_bytes {
-            app.states.notify_ok(*address, name);
+        log::info!("event=notify_node_recovered node={}", node.name);
+        for address in node.address_bytes.iter() {
+            app.states.notify_ok(*address, &node.name);
         }
     }
 }
@@ -253,8 +289,8 @@ fn record_notify_metrics(app: &App, record: &QueuedRelay, outcome: &NotifyOutcom
 
 /// The node's height if a relay of `session_height` can no longer be claimed there (the
 /// servicer would refuse it as out of tolerance); None while that is unknown or still possible.
-fn unclaimable_at(app: &App, node: usize, session_height: i64) -> Option<i64> {
-    let status = app.health.gate(node).ok()?;
+fn unclaimable_at(node: &Node, session_height: i64) -> Option<i64> {
+    let status = node.gate().ok()?;
     let bps = status.blocks_per_session;
     let oldest = latest_session_height(status.height, bps) - status.client_session_sync_allowance * bps;
     (session_height < oldest).then_some(status.height)

@@ -51,7 +51,7 @@ pub async fn route(app: &Rc<App>, method: &str, path: &str, query: &str, authori
 }
 
 fn static_file(body: &'static str, content_type: &'static str) -> Reply {
-    Reply { status: 200, content_type, body: body.as_bytes().to_vec(), cors: false }
+    Reply { status: 200, content_type: content_type.into(), body: body.as_bytes().to_vec(), cors: false }
 }
 
 /// The private routes' check: `Authorization` must equal the mesh token. The supplied value
@@ -189,12 +189,14 @@ async fn status(app: &App) -> Reply {
     let mut addresses = Vec::new();
     let mut seen = HashSet::new();
     let current = app.states.current_all();
-    for (i, node) in app.fleet.nodes.iter().enumerate() {
-        let gate = app.health.gate(i);
-        let (last, last_error) = app.health.view(i);
+    let fleet = app.fleet();
+    for node in fleet.nodes.iter() {
+        let gate = node.gate();
+        let (last, last_error) = node.view();
         nodes.push(json!({
             "name": node.name,
-            "url": redact_url(node.url()),
+            "url": redact_url(&node.url()),
+            "failovers": node.failovers(),
             "urls": node.urls.len(),
             "healthy": gate.is_ok(),
             "reason": gate.as_ref().err().map(|e| e.message.clone()),
@@ -204,7 +206,7 @@ async fn status(app: &App) -> Reply {
             "last_error": last_error,
             "servicers": node.address_bytes.len(),
         }));
-        for address in &node.address_bytes {
+        for address in node.address_bytes.iter() {
             if !seen.insert(*address) {
                 continue;
             }
@@ -240,7 +242,7 @@ async fn status(app: &App) -> Reply {
         "queue": queue,
         "counters": counters,
         "session_cache_entries": app.sessions.len(),
-        "notify_in_flight": app.notifier.in_flight(),
+        "notify_in_flight": app.notifier.in_flight(&fleet),
         "recent_states": app.states.recent(STATUS_RECENT).iter().map(to_json).collect::<Vec<_>>(),
     }))
 }

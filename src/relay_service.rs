@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::app::Counters;
-use crate::chain_client::ChainCall;
+use crate::chain_client::{ChainCall, ChainSet};
+use crate::fleet::{Fleet, Servicer};
 use crate::metrics::RelayObservation;
-use crate::fleet::Servicer;
 use crate::health::NodeStatus;
 use crate::queue::record::now_ms;
 use crate::queue::store::session_key;
@@ -131,15 +131,17 @@ fn refuse(app: &App, rejection: Rejection, logged: Option<Vec<u8>>) -> Reply {
 
 async fn serve(app: &Rc<App>, body: Vec<u8>, trace: &mut Trace) -> Result<Reply, Rejection> {
     let relay = Relay::from_json(&body).map_err(|e| PocketError::sdk(2, format!("invalid relay JSON: {e}")))?;
+    // One snapshot of each for the whole relay: a hot reload swaps new ones in for later relays.
+    let (fleet, chains) = (app.fleet(), app.chains());
     // Metric labels only take chains meshd hosts: the client chooses this string, and
     // arbitrary values would grow the registry without bound.
-    if app.chains.contains_key(&relay.proof.blockchain) {
+    if chains.get(&relay.proof.blockchain).is_some() {
         trace.chain.clone_from(&relay.proof.blockchain);
     } else {
         trace.chain = UNKNOWN_CHAIN.to_string();
     }
-    let checked = validate(app, &relay, trace).await?;
-    execute(app, relay, checked, body, trace).await
+    let checked = validate(app, &fleet, &chains, &relay, trace).await?;
+    execute(app, &chains, relay, checked, body, trace).await
 }
 
 /// What validation established about a relay that may be served.
@@ -149,33 +151,32 @@ struct Checked<'a> {
     proof_hash: [u8; 32],
 }
 
-async fn validate<'a>(app: &'a App, relay: &Relay, trace: &mut Trace) -> Result<Checked<'a>, Rejection> {
+async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Relay, trace: &mut Trace) -> Result<Checked<'a>, Rejection> {
     let proof = &relay.proof;
     let public_key = decode_key(&proof.servicer_pub_key).ok_or_else(|| {
         Rejection::typed(PocketError::sdk(1, "Could not convert servicer hex to public key"), "servicer_not_found")
     })?;
-    let servicer = app
-        .fleet
+    let servicer = fleet
         .servicer(&public_key)
         .ok_or_else(|| Rejection::typed(PocketError::sdk(1, "Failed to find correct servicer PK"), "servicer_not_found"))?;
     let address = crate::protocol::address_of(&public_key);
     trace.servicer = Some(address);
-    let status = app.health.gate(servicer.node).map_err(|e| Rejection::typed(e, "node_unhealthy"))?;
+    let status = servicer.node.gate().map_err(|e| Rejection::typed(e, "node_unhealthy"))?;
 
     let sbh = proof.session_block_height;
     if !session_height_acceptable(&status, sbh) {
-        return Err(with_current_dispatch(app, servicer, relay, &status, errors::invalid_block_height()).await);
+        return Err(with_current_dispatch(app, chains, servicer, relay, &status, errors::invalid_block_height()).await);
     }
     if relay.payload.data.is_empty() && relay.payload.path.is_empty() {
         return Err(errors::empty_payload_data().into());
     }
     if (relay.meta.block_height - status.height).abs() > CLIENT_BLOCK_SYNC_ALLOWANCE {
-        return Err(with_current_dispatch(app, servicer, relay, &status, errors::out_of_sync_request()).await);
+        return Err(with_current_dispatch(app, chains, servicer, relay, &status, errors::out_of_sync_request()).await);
     }
     if proof.request_hash != relay.request_hash_hex() {
         return Err(errors::request_hash_mismatch().into());
     }
-    if !app.chains.contains_key(&proof.blockchain) {
+    if !chains.contains(&proof.blockchain) {
         return Err(errors::unsupported_blockchain_node().into());
     }
     proof.validate_basic()?;
@@ -183,7 +184,7 @@ async fn validate<'a>(app: &'a App, relay: &Relay, trace: &mut Trace) -> Result<
     let session = match session_for(app, servicer, relay, sbh).await {
         Ok(session) => session,
         Err(SessionFailure::Refused(e)) if e.warrants_dispatch() => {
-            return Err(with_current_dispatch(app, servicer, relay, &status, e).await);
+            return Err(with_current_dispatch(app, chains, servicer, relay, &status, e).await);
         }
         Err(SessionFailure::Refused(e)) => {
             if e.code == 71 && e.codespace == errors::CODESPACE_POCKET {
@@ -216,10 +217,10 @@ async fn validate<'a>(app: &'a App, relay: &Relay, trace: &mut Trace) -> Result<
 /// The relay is reserved: it is committed to the queue while the chain is called, and counts
 /// whatever the chain answers (a servicer stores the proof before executing, so a relay whose
 /// chain call failed is still claimable and still notified).
-async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8>, trace: &mut Trace) -> Result<Reply, Rejection> {
+async fn execute(app: &Rc<App>, chains: &ChainSet, relay: Relay, checked: Checked<'_>, body: Vec<u8>, trace: &mut Trace) -> Result<Reply, Rejection> {
     let s = &app.settings;
     let Checked { servicer, session, proof_hash } = checked;
-    let chain = &app.chains[&relay.proof.blockchain];
+    let chain = chains.get(&relay.proof.blockchain).expect("validated: the chain is in this snapshot");
     let record = QueuedRelay {
         servicer_address: crate::protocol::address_of(&servicer.key.public_bytes()),
         servicer_public_key: servicer.key.public_bytes(),
@@ -234,6 +235,7 @@ async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8
         relay_json: body,
     };
     let call = ChainCall::new(chain, &relay.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
+    let call = if chain.urls.len() > 1 { call.ordered(&app.chain_health.order(chain)) } else { call };
     if s.log_chain_request {
         log::info!("event=chain_request chain={} method={} url={} data={:?}", chain.id, call.method, redact_url(&call.url), call.data);
     }
@@ -243,17 +245,18 @@ async fn execute(app: &Rc<App>, relay: Relay, checked: Checked<'_>, body: Vec<u8
         app.queue.write(WriteOp::Append(Box::new(record))),
         smol::unblock(move || {
             let started = Instant::now();
-            (call.execute_with_status(&agent), started.elapsed())
+            (call.execute_with_failover(&agent), started.elapsed())
         }),
     )
     .await;
     let (chain_result, chain_elapsed) = chain_result;
     let elapsed_ms = started.elapsed().as_millis();
+    let chain_result = crate::chain_client::record_outcome(app, chain, chain_result);
     trace.chain_call = Some(chain_elapsed);
     let chain_status = chain_result.as_ref().map_or(0, |(status, _)| *status);
     app.metrics.chain_call(&chain.id, chain_status, chain_elapsed);
     match queued {
-        WriteResult::Appended(_) => app.notifier.wake(servicer.node),
+        WriteResult::Appended(_) => app.notifier.wake(&servicer.node),
         WriteResult::Duplicate => {
             session.release();
             return Err(errors::duplicate_proof().into());
@@ -311,33 +314,54 @@ async fn session_for(app: &App, servicer: &Servicer, relay: &Relay, sbh: i64) ->
         "blockchain": chain,
         "session_block_height": sbh,
     });
-    let endpoint = app.endpoint(servicer.node);
-    let store = app.queue.store().clone();
+    let node = &servicer.node;
     let pending_key = session_key(app_key, chain, sbh, &id.servicer);
-    // Relays served but not yet accepted by the servicer (e.g. queued before a restart) are
-    // not in its count: subtract them so the budget is never over-served.
-    let fetch = move || {
-        smol::unblock(move || {
-            let answer = endpoint.session(&request)?;
-            let pending = store.session_pending(&pending_key)?;
-            Ok(answer.map(|mut grant| {
-                grant.remaining_relays -= i64::from(pending);
-                grant
-            }))
-        })
+    // The servicer is asked at its healthiest URL; a URL that cannot be reached is benched and
+    // the next usable one is asked at once (a session lookup has no side effect), so a dead URL
+    // costs the relay a little time, not a refusal.
+    let fetch = move || async move {
+        let mut tried: Vec<String> = Vec::new();
+        let mut last_error = String::new();
+        while tried.len() < node.urls.len() {
+            let endpoint = app.endpoint(node);
+            let url = endpoint.url.clone();
+            if tried.contains(&url) {
+                break;
+            }
+            let request = request.clone();
+            match smol::unblock(move || endpoint.session(&request)).await {
+                Ok(answer) => {
+                    app.url_ok(node, &url);
+                    // Relays served but not yet accepted by the servicer (e.g. queued before a
+                    // restart) are not in its count: subtract them so the budget is never over-served.
+                    let store = app.queue.store().clone();
+                    let pending = smol::unblock(move || store.session_pending(&pending_key)).await?;
+                    return Ok(answer.map(|mut grant| {
+                        grant.remaining_relays -= i64::from(pending);
+                        grant
+                    }));
+                }
+                Err(e) => {
+                    app.url_failed(node, &url, &e);
+                    last_error = e;
+                    tried.push(url);
+                }
+            }
+        }
+        Err(last_error)
     };
     app.sessions.get(id, sbh, fetch).await
 }
 
 /// Attach the dispatch of the app's current session so the client can move on (what a
 /// servicer does for 60/71/14/75); without one the error goes out with `dispatch: null`.
-async fn with_current_dispatch(app: &App, servicer: &Servicer, relay: &Relay, status: &NodeStatus, error: PocketError) -> Rejection {
+async fn with_current_dispatch(app: &App, chains: &ChainSet, servicer: &Servicer, relay: &Relay, status: &NodeStatus, error: PocketError) -> Rejection {
     let latest = latest_session_height(status.height, status.blocks_per_session);
     let mut current = relay.clone();
     current.meta.block_height = status.height;
     let dispatch = if relay.proof.session_block_height == latest && error.code != 75 {
         None
-    } else if decode_key(&relay.proof.aat.app_pub_key).is_some() && app.chains.contains_key(&relay.proof.blockchain) {
+    } else if decode_key(&relay.proof.aat.app_pub_key).is_some() && chains.contains(&relay.proof.blockchain) {
         session_for(app, servicer, &current, latest).await.ok().and_then(|s| s.dispatch.clone())
     } else {
         None

@@ -2,6 +2,8 @@
 //! (Go `WriteJSONResponse`: sorted keys, HTML-escaped strings, trailing newline) and the
 //! `{"code","message"}` shape of other routes.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::protocol::{gojson, PocketError};
@@ -9,7 +11,8 @@ use crate::protocol::{gojson, PocketError};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
-    pub content_type: &'static str,
+    /// Static for meshd's own answers; owned when passed through from a proxied servicer.
+    pub content_type: Cow<'static, str>,
     pub body: Vec<u8>,
     /// Add the relay route's permissive CORS headers.
     pub cors: bool,
@@ -19,7 +22,7 @@ pub const JSON: &str = "application/json; charset=utf-8";
 
 impl Reply {
     pub fn json(status: u16, body: Vec<u8>) -> Reply {
-        Reply { status, content_type: JSON, body, cors: false }
+        Reply { status, content_type: Cow::Borrowed(JSON), body, cors: false }
     }
     pub fn with_cors(mut self) -> Reply {
         self.cors = true;

@@ -1,4 +1,6 @@
-//! Routes one HTTP request to its handler, under the `client_rpc_timeout` bound.
+//! Routes one HTTP request to its handler, under the `client_rpc_timeout` bound: the relay
+//! route, meshd's private routes (`/v1/private/mesh/*`, token-protected), the routes the
+//! incumbent reverse-proxies to a servicer plus a `/v1/query/*` catch-all, else 404.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,10 +11,11 @@ use crate::app::App;
 use crate::chain_client::ChainCall;
 use crate::listener::{read_body, respond};
 use crate::protocol::{gojson, Payload};
-use crate::relay_service;
+use crate::{private_api, proxy, relay_service};
 use crate::reply::{http_error, Reply};
 
 pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
+    let _active = app.track_request();
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let ops = OpsRequest::of(&request);
@@ -21,7 +24,7 @@ pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
         Err(reply) => reply,
         Ok(body) => {
             let timeout = Duration::from_millis(app.settings.client_rpc_timeout.max(1));
-            futures_lite::future::or(route(&app, &method, &path, body, &ops), async move {
+            futures_lite::future::or(route(&app, &method, &path, &request, body, &ops), async move {
                 async_io::Timer::after(timeout).await;
                 http_error(503, "server Timeout Handling Request")
             })
@@ -31,7 +34,7 @@ pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
     respond(request, reply).await;
 }
 
-async fn route(app: &Rc<App>, method: &str, path: &str, body: Vec<u8>, ops: &OpsRequest) -> Reply {
+async fn route(app: &Rc<App>, method: &str, path: &str, request: &tiny_http::Request, body: Vec<u8>, ops: &OpsRequest) -> Reply {
     match (method, path) {
         ("POST", "/v1/client/relay") => relay_service::handle(app, body).await,
         ("OPTIONS", "/v1/client/relay") => Reply::json(200, Vec::new()).with_cors(),
@@ -39,6 +42,9 @@ async fn route(app: &Rc<App>, method: &str, path: &str, body: Vec<u8>, ops: &Ops
         // --- operator routes (issue D): states API, status page and its JSON ---
         _ => match crate::ops_routes::route(app, method, path, &ops.query, ops.authorization.as_deref()).await {
             Some(reply) => reply,
+            // --- fleet routes (issue C): private API, proxy to a servicer ---
+            None if path.starts_with(private_api::PREFIX) => private_api::handle(app, method, path, request, body).await,
+            None if proxy::is_proxied(method, path) => proxy::forward(app, request, body).await,
             None => http_error(404, &format!("no route for {method} {path}")),
         },
     }
@@ -73,14 +79,17 @@ async fn simulate_relay(app: &App, body: Vec<u8>) -> Reply {
         Ok(sim) => sim,
         Err(e) => return http_error(400, &format!("invalid simulation body: {e}")),
     };
-    let Some(chain) = app.chains.get(&sim.relay_network_id) else {
+    let chains = app.chains();
+    let Some(chain) = chains.get(&sim.relay_network_id) else {
         return http_error(400, &format!("chain {} is not in chains.json", sim.relay_network_id));
     };
     let s = &app.settings;
     let call = ChainCall::new(chain, &sim.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
+    let call = if chain.urls.len() > 1 { call.ordered(&app.chain_health.order(chain)) } else { call };
     let agent = app.chain_agent.clone();
-    match smol::unblock(move || call.execute(&agent)).await {
-        Ok(text) => {
+    let outcome = smol::unblock(move || call.execute_with_failover(&agent)).await;
+    match crate::chain_client::record_outcome(app, chain, outcome) {
+        Ok((_, text)) => {
             let mut out = Vec::with_capacity(text.len() + 3);
             gojson::write_string(&mut out, &text);
             Reply::json(200, out)

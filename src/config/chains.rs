@@ -1,7 +1,9 @@
-//! `chains.json`: `[{"id":"0021","url":"http://…","basic_auth":{"username","password"}}]`, the
-//! chains meshd relays to, and the optional chain-name map (chain id → label for metrics) in its
-//! plain `{"0021":"Ethereum"}` and rich `{"0021":{"label":"Ethereum",…}}` forms.
-//! Errors locate the entry; basic-auth passwords are never put in a message.
+//! `chains.json`: `[{"id":"0021","url":"http://…","urls"?:[…],"basic_auth":{"username","password"}}]`,
+//! the chains meshd relays to, and the optional chain-name map (chain id → label for metrics) in
+//! its plain `{"0021":"Ethereum"}` and rich `{"0021":{"label":"Ethereum",…}}` forms.
+//! `urls` is a meshd extension: more endpoints of the same chain, tried in turn when one cannot
+//! be reached (see `chain_client`). Errors locate the entry; basic-auth passwords and chain URLs
+//! (which often embed provider API keys) are never put in a message.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -14,7 +16,10 @@ use super::ConfigError;
 pub struct Chain {
     /// Hex network id, 1–4 bytes.
     pub id: String,
+    /// The primary endpoint: `url`, or the first of `urls` when `url` is absent.
     pub url: String,
+    /// Every endpoint in failover order, starting with `url`; duplicates removed.
+    pub urls: Vec<String>,
     /// (username, password) when a username is set.
     pub basic_auth: Option<(String, String)>,
 }
@@ -49,13 +54,34 @@ pub fn parse_chains(json: &str, path: &Path) -> Result<Vec<Chain>, ConfigError> 
         if let Some(first) = seen.insert(id.to_ascii_lowercase(), i) {
             return Err(err(".id", format!("chain {id} is already defined at [{first}]")));
         }
-        let url = match obj.get("url") {
-            Some(Value::String(s)) => s.clone(),
+        let mut urls: Vec<String> = Vec::new();
+        match obj.get("url") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                // The URL is not echoed: chain URLs often embed provider API keys.
+                super::check_http_url(s).map_err(|m| err(".url", m))?;
+                urls.push(s.clone());
+            }
             Some(_) => return Err(err(".url", "expected a URL string".into())),
-            None => return Err(err(".url", "missing: expected the chain node's http(s) URL".into())),
+        }
+        match obj.get("urls") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (j, u) in list.iter().enumerate() {
+                    let Value::String(s) = u else {
+                        return Err(err(&format!(".urls[{j}]"), "expected a URL string".into()));
+                    };
+                    super::check_http_url(s).map_err(|m| err(&format!(".urls[{j}]"), m))?;
+                    if !urls.contains(s) {
+                        urls.push(s.clone());
+                    }
+                }
+            }
+            Some(_) => return Err(err(".urls", "expected an array of URL strings".into())),
+        }
+        let Some(url) = urls.first().cloned() else {
+            return Err(err(".url", "missing: expected the chain node's http(s) URL (\"url\" or \"urls\")".into()));
         };
-        // The URL is not echoed: chain URLs often embed provider API keys.
-        super::check_http_url(&url).map_err(|m| err(".url", m))?;
         let basic_auth = match obj.get("basic_auth") {
             None | Some(Value::Null) => None,
             Some(Value::Object(auth)) => {
@@ -74,9 +100,76 @@ pub fn parse_chains(json: &str, path: &Path) -> Result<Vec<Chain>, ConfigError> 
             }
             Some(_) => return Err(err(".basic_auth", "expected an object {\"username\":…,\"password\":…}".into())),
         };
-        chains.push(Chain { id, url, basic_auth });
+        chains.push(Chain { id, url, urls, basic_auth });
     }
     Ok(chains)
+}
+
+/// The `chains.json` form of `chains` (what `updatechains` writes and `/v1/private/mesh/chains`
+/// returns): the incumbent's `{id,url,basic_auth:{username,password}}`, plus `urls` when a chain
+/// has more than one endpoint. Contains passwords: only for the file and authenticated routes.
+pub fn chains_to_json(chains: &[Chain]) -> Value {
+    Value::Array(chains.iter().map(chain_to_json).collect())
+}
+
+pub fn chain_to_json(c: &Chain) -> Value {
+    let (username, password) = c.basic_auth.clone().unwrap_or_default();
+    let mut obj = serde_json::Map::new();
+    obj.insert("id".into(), Value::String(c.id.clone()));
+    obj.insert("url".into(), Value::String(c.url.clone()));
+    if c.urls.len() > 1 {
+        obj.insert("urls".into(), Value::Array(c.urls.iter().cloned().map(Value::String).collect()));
+    }
+    obj.insert("basic_auth".into(), serde_json::json!({"username": username, "password": password}));
+    Value::Object(obj)
+}
+
+/// Replace the chains file with `chains` atomically: the JSON goes to a temp file in the same
+/// directory, is fsynced, takes the old file's permissions (0600 for a new file: it may hold
+/// basic-auth passwords) and is renamed over `path`, so a reader (or a crash) sees either the old
+/// or the new file — never a mix (the incumbent rewrites in place without truncating).
+/// Returns the bytes written.
+pub fn write_chains_file(path: &Path, chains: &[Chain]) -> Result<Vec<u8>, ConfigError> {
+    let mut bytes = serde_json::to_vec_pretty(&chains_to_json(chains)).expect("a JSON value serializes");
+    bytes.push(b'\n');
+    write_replacing(path, &bytes).map_err(|e| ConfigError::file(path, format!("cannot rewrite: {e}")))?;
+    Ok(bytes)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let tmp = dir.join(format!(".{}.tmp-{}-{nanos}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        if let Ok(old) = std::fs::metadata(path) {
+            file.set_permissions(old.permissions())?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Persist the rename itself (best effort: not every filesystem lets a directory be synced).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Pocket network identifier: hex of 1 to 4 bytes.
@@ -149,7 +242,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(chains.len(), 4);
-        assert_eq!(chains[0], Chain { id: "0021".into(), url: "http://127.0.0.1:8545".into(), basic_auth: None });
+        assert_eq!(
+            chains[0],
+            Chain { id: "0021".into(), url: "http://127.0.0.1:8545".into(), urls: vec!["http://127.0.0.1:8545".into()], basic_auth: None }
+        );
         assert_eq!(chains[1].basic_auth, Some(("u".into(), "p".into())));
         assert_eq!(chains[1].url, "https://127.0.0.1:8546/rpc");
         assert_eq!(chains[2].basic_auth, None);
@@ -169,6 +265,10 @@ mod tests {
         err(&format!(r#"[{ok},{{"id":"0022"}}]"#), "[1].url", "missing");
         err(&format!(r#"[{ok},{{"id":"0022","url":"ws://127.0.0.1:1"}}]"#), "[1].url", "http://");
         err(&format!(r#"[{ok},{{"id":"0022","url":["x"]}}]"#), "[1].url", "URL string");
+        err(&format!(r#"[{ok},{{"id":"0022","urls":[]}}]"#), "[1].url", "missing");
+        err(&format!(r#"[{ok},{{"id":"0022","urls":"http://127.0.0.1:1"}}]"#), "[1].urls", "array");
+        err(&format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","urls":["http://127.0.0.1:2",5]}}]"#), "[1].urls[1]", "URL string");
+        err(&format!(r#"[{ok},{{"id":"0022","urls":["http://127.0.0.1:2","ftp://s3cret@h"]}}]"#), "[1].urls[1]", "http://");
         err(&format!(r#"[{ok},{{"id":"0021","url":"http://127.0.0.1:1"}}]"#), "[1].id", "already defined at [0]");
         err(r#"[{"id":"00a1","url":"http://127.0.0.1:1"},{"id":"00A1","url":"http://127.0.0.1:2"}]"#, "[1].id", "[0]");
         err(
@@ -191,6 +291,31 @@ mod tests {
             "string",
         );
         err(&format!(r#"[{ok},7]"#), "[1]", "object");
+    }
+
+    #[test]
+    fn several_urls_per_chain() {
+        let chains = parse_chains(
+            r#"[{"id":"0021","url":"http://127.0.0.1:1","urls":["http://127.0.0.1:2","http://127.0.0.1:1"]},
+                {"id":"0022","urls":["http://127.0.0.1:3","http://127.0.0.1:4"]}]"#,
+            &path(),
+        )
+        .unwrap();
+        assert_eq!(chains[0].url, "http://127.0.0.1:1");
+        assert_eq!(chains[0].urls, ["http://127.0.0.1:1", "http://127.0.0.1:2"], "url first, duplicates dropped");
+        assert_eq!(chains[1].url, "http://127.0.0.1:3", "url defaults to the first of urls");
+        assert_eq!(chains[1].urls.len(), 2);
+    }
+
+    #[test]
+    fn json_form_round_trips() {
+        let text = r#"[{"id":"0021","url":"http://127.0.0.1:1","urls":["http://127.0.0.1:2"],"basic_auth":{"username":"u","password":"p"}},
+                       {"id":"0001","url":"http://127.0.0.1:3"}]"#;
+        let chains = parse_chains(text, &path()).unwrap();
+        let v = chains_to_json(&chains);
+        assert_eq!(v[1], serde_json::json!({"id":"0001","url":"http://127.0.0.1:3","basic_auth":{"username":"","password":""}}));
+        assert_eq!(v[0]["urls"], serde_json::json!(["http://127.0.0.1:1", "http://127.0.0.1:2"]));
+        assert_eq!(parse_chains(&v.to_string(), &path()).unwrap(), chains);
     }
 
     #[test]
@@ -218,6 +343,31 @@ mod tests {
         assert!(e.message.contains("got 5"), "{e}");
         let e = parse_chain_names(r#"["0021"]"#, &p).unwrap_err();
         assert_eq!(e.key, None);
+    }
+
+    #[test]
+    fn rewrite_is_atomic_shorter_and_keeps_permissions() {
+        let dir = TempDir::new("chains-write");
+        let long = r#"[{"id":"0021","url":"http://127.0.0.1:8545","basic_auth":{"username":"a-long-user-name","password":"a-long-password"}},
+                       {"id":"0001","url":"http://127.0.0.1:8546"},{"id":"0002","url":"http://127.0.0.1:8547"}]"#;
+        let p = dir.write("chains.json", long);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        let short = parse_chains(r#"[{"id":"0003","url":"http://127.0.0.1:1"}]"#, &p).unwrap();
+        write_chains_file(&p, &short).unwrap();
+        assert_eq!(load_chains(&p).unwrap(), short, "no trailing bytes of the longer old file");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("chains.json")], "no temp file left behind");
+        let blocked = dir.write("file", "x").join("chains.json");
+        assert_eq!(write_chains_file(&blocked, &short).unwrap_err().file, blocked);
     }
 
     #[test]

@@ -236,7 +236,8 @@ pub fn describe(l: &Loaded) -> String {
     for c in &l.chains {
         let name = l.chain_names.get(&c.id).map(|n| format!(" ({n})")).unwrap_or_default();
         let auth = if c.basic_auth.is_some() { "yes" } else { "no" };
-        let _ = writeln!(out, "  {}{}: {}  basic auth: {}", c.id, name, redact_userinfo(&c.url), auth);
+        let urls: Vec<String> = c.urls.iter().map(|u| redact_userinfo(u)).collect();
+        let _ = writeln!(out, "  {}{}: {}  basic auth: {}", c.id, name, urls.join(", "), auth);
     }
     if !s.chains_name_map.is_empty() {
         let _ = writeln!(
@@ -279,7 +280,7 @@ fn join_host_port(host: &str, port: &str) -> String {
 }
 
 /// Replace `user:pass@` in a URL's authority by `***@`, so summaries never show credentials.
-fn redact_userinfo(url: &str) -> String {
+pub(crate) fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else { return url.to_string() };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());

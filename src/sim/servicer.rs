@@ -1,7 +1,8 @@
 //! Servicer ("full node") simulator: the three private mesh routes a Geo-Mesh-enabled
 //! pocket-core servicer exposes (`/v1/private/mesh/{check,session,relay}`), re-validating every
 //! notified relay the way a real servicer does, plus unauthenticated `/sim/*` routes that let
-//! tests and `meshd demo` inspect counters and flip the node between healthy, syncing and down.
+//! tests and `meshd demo` inspect counters and flip the node between healthy, syncing and down,
+//! and one public query route (`POST /v1/query/height`) for testing meshd's proxy.
 //! State lives in memory only: a restarted *process* starts from zero counts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -547,6 +548,8 @@ fn route(shared: &Shared, rq: Incoming) -> Reply {
             return Reply::json(200, &serde_json::to_value(s).expect("stats serialize"));
         }
         ("GET", "/sim/control") => return Reply::json(200, &shared.lock().control_view()),
+        // One public query route, so a proxy in front of the simulator can be tested.
+        ("POST", "/v1/query/height") => return Reply::json(200, &json!({"height": shared.lock().height})),
         ("POST", "/sim/control") => {
             let c: SimControl = match serde_json::from_slice(&rq.body) {
                 Ok(c) => c,

@@ -80,33 +80,7 @@ impl Stack {
     /// [`Stack::start_meshd`] with extra `start` arguments and environment changes
     /// (`None` removes a variable).
     pub fn start_meshd_with(&mut self, args: &[&str], env: &[(&str, Option<&str>)]) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let binary = std::env::var("MESHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_meshd").to_string());
-        let mut command = match std::env::var("MESHD_RUNNER") {
-            Ok(runner) if !runner.is_empty() => {
-                let mut c = Command::new(runner);
-                c.arg(&binary);
-                c
-            }
-            _ => Command::new(&binary),
-        };
-        command.args(["start", "--datadir"]).arg(&self.dir).args(args).stdout(Stdio::null()).stderr(log);
-        for (name, value) in env {
-            match value {
-                Some(v) => command.env(name, v),
-                None => command.env_remove(name),
-            };
-        }
-        let child = command.spawn().expect("spawn meshd");
-        self.meshd = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.meshd.as_mut().unwrap().try_wait().unwrap() {
-                panic!("meshd exited with {status}:\n{}", self.log_tail());
-            }
-            assert!(Instant::now() < deadline, "meshd did not listen within 60 s:\n{}", self.log_tail());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.meshd = Some(launch_meshd_with(&self.dir, &self.log, self.port, args, env));
     }
 
     /// SIGKILL meshd (no chance to flush or clean up) and reap it.
@@ -136,9 +110,7 @@ impl Stack {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        file_tail(&self.log, 40)
     }
 
     pub fn relay(&self, entropy: i64) -> Relay {
@@ -166,6 +138,91 @@ impl Drop for Stack {
         self.kill_meshd();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Start the meshd binary on a data dir (stderr appended to `log`) and wait until `port`
+/// accepts connections; panics with the log tail if it exits or does not listen within 20 s.
+pub fn launch_meshd(dir: &Path, log_path: &Path, port: u16) -> Child {
+    launch_meshd_with(dir, log_path, port, &[], &[("RUST_LOG", Some("info"))])
+}
+
+/// Start `meshd start --datadir DIR` (plus `args`, with `env` changes; `None` removes a
+/// variable) logging to `log_path`, and wait until `port` accepts connections.
+/// `MESHD_BIN` overrides the binary and `MESHD_RUNNER` prefixes it (e.g. an aarch64 build
+/// under `qemu-aarch64-static`, see tests/arm_smoke.sh).
+pub fn launch_meshd_with(dir: &Path, log_path: &Path, port: u16, args: &[&str], env: &[(&str, Option<&str>)]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
+    let binary = std::env::var("MESHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_meshd").to_string());
+    let mut command = match std::env::var("MESHD_RUNNER") {
+        Ok(runner) if !runner.is_empty() => {
+            let mut c = Command::new(runner);
+            c.arg(&binary);
+            c
+        }
+        _ => Command::new(&binary),
+    };
+    command.args(["start", "--datadir"]).arg(dir).args(args).stdout(Stdio::null()).stderr(log);
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command.spawn().expect("spawn meshd");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("meshd exited with {status}:\n{}", file_tail(log_path, 40));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("meshd did not listen within 60 s:\n{}", file_tail(log_path, 40));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// The last `lines` lines of a text file.
+pub fn file_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A servicer simulator hosting `servicers` (lean mode) for the demo app on the demo chain.
+pub fn servicer_sim(servicers: &[&KeyPair], app: &KeyPair, max_relays: u64, service_url: &str) -> SimHandle {
+    start_servicer(ServicerSimConfig {
+        auth_token: TOKEN.into(),
+        height: SESSION_HEIGHT,
+        service_url: service_url.into(),
+        servicers: servicers.iter().map(|k| k.public_hex.clone()).collect(),
+        chains: vec![CHAIN.into()],
+        apps: vec![SimApp { public_key: app.public_hex.clone(), chains: vec![CHAIN.into()], max_relays }],
+        workers: 2,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// One HTTP exchange: (status, content type, body). Panics on transport errors.
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(body.to_vec()).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .allow_non_standard_methods(true)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let text = response.body_mut().read_to_string().unwrap_or_else(|e| panic!("{method} {url} body: {e}"));
+    (status, content_type, text)
 }
 
 pub fn agent(timeout: Duration) -> ureq::Agent {
