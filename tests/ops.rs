@@ -447,10 +447,23 @@ fn a_second_sigterm_exits_at_once_with_143() {
 
 #[test]
 fn sigint_drains_like_sigterm_and_sighup_requests_a_reload() {
-    let mut stack = Stack::new("sighup", 1_000, json!({}));
+    // Interval reloads off: only SIGHUP can make meshd read chains.json again.
+    let mut stack = Stack::new("sighup", 1_000, json!({"chains_hot_reload_interval": 0, "keys_hot_reload_interval": 0}));
     stack.start_meshd();
+    let chains_path = stack.dir.join("chains.json");
+    let mut chains: Value = serde_json::from_str(&std::fs::read_to_string(&chains_path).unwrap()).unwrap();
+    let first = chains[0].clone();
+    let mut extra = first.clone();
+    extra["id"] = json!("0040");
+    chains.as_array_mut().unwrap().push(extra);
+    std::fs::write(&chains_path, serde_json::to_vec(&chains).unwrap()).unwrap();
     stack.signal("HUP");
     assert!(wait_until(Duration::from_secs(3), || stack.log_text().contains("event=reload_requested source=SIGHUP")), "{}", stack.log_tail());
+    assert!(
+        wait_until(Duration::from_secs(5), || stack.log_text().contains("event=chains_reloaded")),
+        "SIGHUP must reload chains.json:\n{}",
+        stack.log_tail()
+    );
     // Still serving after the reload request.
     let agent = agent(Duration::from_secs(5));
     assert!(matches!(send(&agent, &stack.url(), &stack.relay(1), &stack.servicer_key), Sent::Served(_)));
