@@ -30,3 +30,4 @@ pub mod sessions;
 pub mod signals;
 pub mod spacemesh;
 pub mod states;
+pub mod timefmt;

@@ -17,6 +17,7 @@
 //! Everything runs on the executor thread (`RefCell`); records go to disk through the queue
 //! writer's FIFO without waiting, so observing a state never slows a relay.
 
+pub use crate::timefmt::{parse_time, rfc3339};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 
@@ -279,84 +280,6 @@ pub fn to_json(r: &StateRecord) -> Value {
     Value::Object(out)
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Unix µs → `2024-11-18T12:39:18.167000Z`.
-pub fn rfc3339(us: u64) -> String {
-    let secs = (us / 1_000_000) as i64;
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, us % 1_000_000)
-}
-
-/// RFC 3339 (`Z` or `±hh:mm`, optional fraction) or plain unix seconds → unix µs.
-pub fn parse_time(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid time {text:?}: expected RFC 3339 such as 2024-11-18T12:39:18Z, or unix seconds");
-    if let Ok(secs) = text.parse::<u64>() {
-        return secs.checked_mul(1_000_000).ok_or_else(bad);
-    }
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-    let mut rest = &text[19..];
-    let mut micros = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let mut scaled = frac[..digits.min(6)].to_string();
-        while scaled.len() < 6 {
-            scaled.push('0');
-        }
-        micros = scaled.parse().map_err(|_| bad())?;
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        // A space is a '+' that an unencoded query string turned into one.
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-" | " ") && &rest[3..4] == ":" => {
-            let h: i64 = rest[1..3].parse().map_err(|_| bad())?;
-            let m: i64 = rest[4..6].parse().map_err(|_| bad())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return Err(bad()),
-    };
-    let secs = days_from_civil(year, month as u32, day as u32) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    if secs < 0 {
-        return Err(bad());
-    }
-    Ok(secs as u64 * 1_000_000 + micros as u64)
-}
 
 #[cfg(test)]
 mod tests {

@@ -101,29 +101,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`), which Go's `time.Time` decodes.
 fn rfc3339_utc_now() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    rfc3339_utc(secs)
-}
-
-fn rfc3339_utc(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let rem = unix_secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::timefmt::rfc3339_secs(secs)
 }
 
 #[cfg(test)]
@@ -213,10 +191,10 @@ mod tests {
 
     #[test]
     fn rfc3339_dates() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_704_067_199), "2023-12-31T23:59:59Z");
-        assert_eq!(rfc3339_utc(1_709_210_096), "2024-02-29T12:34:56Z");
-        assert_eq!(rfc3339_utc(4_102_444_800), "2100-01-01T00:00:00Z");
+        assert_eq!(crate::timefmt::rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(crate::timefmt::rfc3339_secs(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(crate::timefmt::rfc3339_secs(1_704_067_199), "2023-12-31T23:59:59Z");
+        assert_eq!(crate::timefmt::rfc3339_secs(1_709_210_096), "2024-02-29T12:34:56Z");
+        assert_eq!(crate::timefmt::rfc3339_secs(4_102_444_800), "2100-01-01T00:00:00Z");
     }
 }
