@@ -57,24 +57,15 @@ fn static_file(body: &'static str, content_type: &'static str) -> Reply {
 /// The private routes' check: `Authorization` must equal the mesh token. The supplied value
 /// is never echoed or logged.
 pub fn authorize(app: &App, authorization: Option<&str>) -> Result<(), Reply> {
-    let expected = app.mesh_token.as_deref().unwrap_or("");
-    let given = authorization.unwrap_or("").trim();
-    if !expected.is_empty() && constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+    if crate::private_api::authorized(app.mesh_token.as_deref(), authorization.map(str::trim)) {
         Ok(())
     } else {
         Err(http_error(401, "wrong Authorization"))
     }
 }
 
-/// Equal-length comparison that does not stop at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn json_reply(value: &Value) -> Reply {
-    let mut body = serde_json::to_vec(value).expect("JSON value serializes");
-    body.push(b'\n');
-    Reply::json(200, body)
+    crate::reply::json_value(value)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one query component.
@@ -280,11 +271,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 }

@@ -66,9 +66,7 @@ pub fn authorized(token: Option<&str>, supplied: Option<&str>) -> bool {
 }
 
 fn json_reply(v: Value) -> Reply {
-    let mut body = serde_json::to_vec(&v).expect("a JSON value serializes");
-    body.push(b'\n');
-    Reply::json(200, body)
+    crate::reply::json_value(&v)
 }
 
 fn servicers(app: &App) -> Reply {

@@ -59,6 +59,13 @@ pub fn relay_error(error: &PocketError, dispatch: Option<&Value>) -> Reply {
     Reply::json(400, body).with_cors()
 }
 
+/// 200 with a JSON value (serde_json's compact form and a trailing newline).
+pub fn json_value(value: &Value) -> Reply {
+    let mut body = serde_json::to_vec(value).expect("a JSON value serializes");
+    body.push(b'\n');
+    Reply::json(200, body)
+}
+
 /// 503 in the relay error shape: meshd itself cannot take relays right now.
 pub fn relay_unavailable(error: &PocketError) -> Reply {
     let mut reply = relay_error(error, None);
