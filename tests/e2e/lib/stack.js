@@ -152,7 +152,7 @@ class Stack {
     fs.writeFileSync(path.join(datadir, 'auth', 'mesh.json'), token(this.meshToken));
 
     this.meshd = new Proc('meshd', bin, ['start', '--datadir', datadir]);
-    await this.meshd.waitForLine('stderr', /meshd ready/, 20000);
+    await this.meshd.waitForLine('stderr', /event=ready /, 20000);
   }
 
   /** Output tails of the children, for failure messages. */
