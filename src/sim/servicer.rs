@@ -37,7 +37,9 @@ pub struct ServicerSimConfig {
     pub client_session_sync_allowance: i64,
     /// Allowed distance of `meta.block_height` from `height` (pocket `ClientBlockSyncAllowance`).
     pub client_block_sync_allowance: i64,
-    /// pocketcore `SessionNodeCount`, the divisor of an app's max relays.
+    /// pocketcore `SessionNodeCount`: the divisor of an app's max relays, and the most nodes a
+    /// dispatch lists (mainnet: 24), so a simulator hosting hundreds of servicers still answers
+    /// sessions of a real size.
     pub session_node_count: i64,
     /// `service_url` advertised for every node in dispatch responses.
     pub service_url: String,
@@ -336,12 +338,28 @@ impl State {
         )
     }
 
-    fn dispatch(&self, app: &str, chain: &str, session_height: i64) -> Value {
+    /// The session as a servicer returns it. Every configured servicer serves every session, but
+    /// the node list holds at most `session_node_count` of them, the asking servicer first: a
+    /// real session has that many nodes, and a benchmark with 500 servicers must not get
+    /// 500-node dispatches (hundreds of KiB each) that no real servicer sends.
+    fn dispatch(&self, app: &str, chain: &str, session_height: i64, asking: &str) -> Value {
         let key = session_header_hash(app, chain, session_height);
-        let nodes: Vec<Value> = self
-            .cfg
-            .servicers
-            .iter()
+        let cap = usize::try_from(self.cfg.session_node_count)
+            .unwrap_or(1)
+            .max(1);
+        let all = &self.cfg.servicers;
+        let listed: Vec<&String> = if all.len() <= cap {
+            all.iter().collect()
+        } else {
+            let first = all.iter().find(|pk| pk.eq_ignore_ascii_case(asking));
+            first
+                .into_iter()
+                .chain(all.iter().filter(|pk| !pk.eq_ignore_ascii_case(asking)))
+                .take(cap)
+                .collect()
+        };
+        let nodes: Vec<Value> = listed
+            .into_iter()
             .map(|pk| {
                 json!({
                     "address": address_of_hex(pk).unwrap_or_default(),
@@ -791,7 +809,12 @@ fn session_checks(st: &State, req: &MeshSessionReq) -> Result<(u64, Value), Pock
     }
     Ok((
         max - served,
-        st.dispatch(&h.app_public_key, chain, req.session_block_height),
+        st.dispatch(
+            &h.app_public_key,
+            chain,
+            req.session_block_height,
+            &req.servicer_pub_key,
+        ),
     ))
 }
 
@@ -828,6 +851,7 @@ fn notify_error(st: &State, e: &PocketError, relay: &Relay) -> Reply {
             &relay.proof.aat.app_pub_key,
             &relay.proof.blockchain,
             st.latest_session(),
+            &relay.proof.servicer_pub_key,
         )
     } else {
         Value::Null
@@ -1304,6 +1328,45 @@ mod tests {
         assert_eq!(
             code(&notify_ok(&sim, &serde_json::to_vec(&b.build(1)).unwrap())),
             13
+        );
+    }
+
+    #[test]
+    fn dispatch_lists_at_most_session_node_count_nodes_asking_servicer_first() {
+        // Six servicers, sessions of three nodes: each servicer sees itself plus the first others.
+        let mut cfg = config(1_000_000);
+        let extra: Vec<KeyPair> = (5u8..9).map(|b| KeyPair::from_seed(&[b; 32])).collect();
+        cfg.servicers
+            .extend(extra.iter().map(|k| k.public_hex.clone()));
+        cfg.session_node_count = 3;
+        let sim = start_servicer(cfg.clone()).unwrap();
+        let keys_of = |r: &Resp| -> Vec<String> {
+            r.json["dispatch"]["session"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["public_key"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let last = &extra[3];
+        let r = session_req(&sim, &last.public_hex.to_ascii_uppercase(), 101);
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(
+            keys_of(&r),
+            vec![
+                last.public_hex.clone(),
+                cfg.servicers[0].clone(),
+                cfg.servicers[1].clone()
+            ]
+        );
+        let first = session_req(&sim, &cfg.servicers[0], 101);
+        assert_eq!(keys_of(&first), cfg.servicers[..3].to_vec());
+        // Within the cap, every configured servicer is listed, in configuration order.
+        cfg.session_node_count = 6;
+        let sim = start_servicer(cfg.clone()).unwrap();
+        assert_eq!(
+            keys_of(&session_req(&sim, &last.public_hex, 101)),
+            cfg.servicers
         );
     }
 

@@ -1,0 +1,750 @@
+#!/usr/bin/env python3
+"""meshd benchmark scenarios (run through bench/run.sh, which builds first).
+
+Every scenario starts its own chain simulator, servicer simulator and meshd on 127.0.0.1 with a
+throw-away data dir, pins meshd to one core (MESHD_CPU, default 0) and everything else (load
+generator, simulators) to the other (AUX_CPU, default 1), samples /proc/<meshd>/status and
+/proc/<meshd>/stat while it runs, prints a JSON result and appends it to bench/results/results.jsonl.
+
+Builds: BENCH_BUILD=shipped (default) benchmarks target/release/meshd exactly as Cargo.toml
+builds it; BENCH_BUILD=fast benchmarks target/bench-fast (the same sources with
+curve25519-dalek at opt-level 3, see RESULTS.md). The simulators and the load generator always
+come from the fast build: they are the harness, and must not be what limits a measurement.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BENCH_BUILD", "shipped")
+BUILD_DIRS = {"shipped": os.path.join(ROOT, "target", "release"), "fast": os.path.join(ROOT, "target", "bench-fast", "release")}
+if BUILD not in BUILD_DIRS:
+    sys.exit(f"BENCH_BUILD must be one of {sorted(BUILD_DIRS)}")
+# BENCH_MESHD points at any other meshd binary (e.g. an unstripped build for `perf`).
+MESHD = os.environ.get("BENCH_MESHD") or os.path.join(BUILD_DIRS[BUILD], "meshd")
+FLOOR_LOADGEN = os.path.join(BUILD_DIRS[BUILD], "examples", "loadgen")  # same code generation as MESHD
+TOOLS = BUILD_DIRS["fast"]
+SIM = os.path.join(TOOLS, "meshd")
+LOADGEN = os.path.join(TOOLS, "examples", "loadgen")
+MESHD_CPU = os.environ.get("MESHD_CPU", "0")
+AUX_CPU = os.environ.get("AUX_CPU", "1")
+RESULTS = os.path.join(ROOT, "bench", "results", "results.jsonl")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TMP = os.environ.get("BENCH_TMP", tempfile.gettempdir())
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# ----- /proc sampling ------------------------------------------------------------------------
+
+def proc_sample(pid):
+    """VmRSS/RssAnon/RssFile (kB), Threads and CPU ticks (utime+stime) of one process."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmSize", "Threads"):
+                    out[key] = int(value.split()[0])
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out["ticks"] = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    out["t"] = time.monotonic()
+    return out
+
+
+def ctx_switches(pid):
+    """Context switches summed over the live threads of a process (exited threads are lost)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+    except OSError:
+        return None
+    return total
+
+
+def thread_ticks(pid):
+    """CPU ticks per thread group: the executor (main thread), smol's blocking pool, tiny_http's
+    per-connection threads (unnamed: they show the process name), and the rest by name."""
+    groups = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        if tid == str(pid):
+            group = "executor"
+        elif comm.startswith("blocking"):
+            group = "blocking-pool"
+        elif comm == "meshd":
+            group = "tiny_http-connections"
+        else:
+            group = comm
+        groups[group] = groups.get(group, 0) + ticks
+    return groups
+
+
+class Sampler(threading.Thread):
+    """Samples a process every `interval` seconds until stopped (bounded by `limit_s`)."""
+
+    def __init__(self, pid, interval=0.1, limit_s=7200):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.limit_s = pid, interval, limit_s
+        self.samples, self.stopping = [], threading.Event()
+
+    def run(self):
+        end = time.monotonic() + self.limit_s
+        while not self.stopping.is_set() and time.monotonic() < end:
+            s = proc_sample(self.pid)
+            if s is None:
+                break
+            self.samples.append(s)
+            self.stopping.wait(self.interval)
+
+    def stop(self):
+        self.stopping.set()
+        self.join(5)
+
+    def peak(self, key, since=None):
+        vals = [s[key] for s in self.samples if key in s and (since is None or s["t"] >= since)]
+        return max(vals) if vals else None
+
+
+# ----- processes ------------------------------------------------------------------------------
+
+class Proc:
+    """A child process pinned to a CPU; stopped by its own pid only."""
+
+    def __init__(self, name, cmd, cpu, env=None, stdout=subprocess.PIPE, stderr=None):
+        self.name = name
+        full = ["taskset", "-c", cpu] + cmd
+        self.p = subprocess.Popen(full, stdout=stdout, stderr=stderr, env=env, text=True)
+
+    @property
+    def pid(self):
+        return self.p.pid  # taskset execs the command: same pid
+
+    def wait_listening(self, timeout=15):
+        """Simulators print exactly `listening on ADDR` once bound."""
+        end = time.monotonic() + timeout
+        line = self.p.stdout.readline()
+        if not line.startswith("listening on ") or time.monotonic() > end:
+            raise RuntimeError(f"{self.name}: unexpected first line {line!r}")
+        return line.split()[-1]
+
+    def stop(self, timeout=5):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+
+
+def http_json(url, body=None, timeout=10):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+class Stack:
+    """Chain sim + servicer sim + a data dir (+ meshd once started). Use as a context manager."""
+
+    def __init__(self, servicers=1, apps=1, durability="sync", extra=None, sim_workers=8, chain_delay_ms=0):
+        self.servicers, self.apps = servicers, apps
+        self.dir = tempfile.mkdtemp(prefix="meshd-bench-", dir=TMP)
+        self.procs, self.meshd, self.sampler = [], None, None
+        self.port = free_port()
+        sim_port = free_port()
+        chain_cmd = [SIM, "sim", "chain", "--listen", "127.0.0.1:0"] + (["--delay-ms", str(chain_delay_ms)] if chain_delay_ms else [])
+        self.chain = self._spawn("chain-sim", chain_cmd)
+        self.chain_url = "http://" + self.chain.wait_listening()
+        self.sim_url = f"http://127.0.0.1:{sim_port}"
+        # servicer_rpc_timeout 1 s (default 60 s): the simulators run on tiny_http, whose
+        # connection pool can leave a new connection unread (RESULTS.md); a session fetch stuck
+        # there would hold every relay of that session for the whole timeout.
+        config = {"relay_durability": durability, "log_level": "*:warn", "servicer_rpc_timeout": 1000}
+        config.update(extra or {})
+        sim_config = os.path.join(self.dir, "servicer-sim.json")
+        subprocess.run(
+            ["taskset", "-c", AUX_CPU, LOADGEN, "setup", "--dir", self.dir, "--rpc-port", str(self.port),
+             "--servicer-url", self.sim_url, "--chain-url", self.chain_url, "--sim-config", sim_config,
+             "--sim-listen", f"127.0.0.1:{sim_port}", "--sim-workers", str(sim_workers),
+             "--servicers", str(servicers), "--apps", str(apps), "--extra", json.dumps(config)],
+            check=True, stdout=subprocess.DEVNULL)
+        self.servicer = self._spawn("servicer-sim", [SIM, "sim", "servicer", "--config", sim_config])
+        self.servicer.wait_listening()
+
+    def _spawn(self, name, cmd, cpu=AUX_CPU, **kw):
+        p = Proc(name, cmd, cpu, **kw)
+        self.procs.append(p)
+        return p
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.sampler:
+            self.sampler.stop()
+        for p in reversed(self.procs):
+            p.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start_meshd(self, env_extra=None, timeout=30):
+        """Start meshd pinned to MESHD_CPU; returns seconds from spawn to the port accepting."""
+        env = dict(os.environ)
+        # BENCH_MESHD_ENV="K=V;K=V" passes extra variables to meshd only (e.g. MALLOC_ARENA_MAX=2).
+        env.update(kv.split("=", 1) for kv in os.environ.get("BENCH_MESHD_ENV", "").split(";") if "=" in kv)
+        env.update(env_extra or {})
+        self.meshd_log = open(os.path.join(self.dir, "meshd.log"), "w")
+        t0 = time.monotonic()
+        self.meshd = self._spawn("meshd", [MESHD, "start", "--datadir", self.dir], cpu=MESHD_CPU, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=self.meshd_log)
+        end = t0 + timeout
+        while time.monotonic() < end:
+            if self.meshd.p.poll() is not None:
+                raise RuntimeError(f"meshd exited: {self.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                ready = time.monotonic() - t0
+                self.sampler = Sampler(self.meshd.pid)
+                self.sampler.start()
+                return ready
+            except OSError:
+                time.sleep(0.002)
+        raise RuntimeError(f"meshd did not listen within {timeout} s: {self.log_tail()}")
+
+    def stop_meshd(self):
+        if self.sampler:
+            self.sampler.stop()
+            self.sampler = None
+        if self.meshd:
+            self.meshd.stop()
+            self.procs.remove(self.meshd)
+            self.meshd = None
+
+    def log_tail(self, n=20):
+        try:
+            with open(os.path.join(self.dir, "meshd.log")) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def sim_control(self, **kw):
+        return http_json(self.sim_url + "/sim/control", kw)
+
+    def sim_stats(self):
+        return http_json(self.sim_url + "/sim/stats")
+
+    def queue_stats(self):
+        out = subprocess.run([MESHD, "queue", "stats", "--datadir", self.dir], capture_output=True, text=True, timeout=120)
+        m = re.search(r"^pending\s+(\d+)", out.stdout, re.M)
+        return int(m.group(1)) if m else None
+
+    def queue_file_bytes(self):
+        total = 0
+        for root, _, files in os.walk(os.path.join(self.dir, "data", "queue")):
+            for f in files:
+                st = os.stat(os.path.join(root, f))
+                total += st.st_blocks * 512  # allocated, not the sparse map size
+        return total
+
+    def meshd_now(self):
+        return proc_sample(self.meshd.pid) if self.meshd else None
+
+    def aux_ticks(self):
+        return sum((proc_sample(p.pid) or {}).get("ticks", 0) for p in self.procs if p is not self.meshd)
+
+    def loadgen(self, *args, direct=False, timeout=7200):
+        """Run `loadgen run`; returns its summary plus meshd CPU/memory over the timed window."""
+        url = self.chain_url + "/" if direct else f"http://127.0.0.1:{self.port}/v1/client/relay"
+        cmd = ["taskset", "-c", AUX_CPU, LOADGEN, "run", "--url", url, "--servicers", str(self.servicers),
+               "--apps", str(self.apps)] + (["--direct"] if direct else []) + [str(a) for a in args]
+        marks = {}
+
+        def watch(stream):
+            for line in stream:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    sys.stderr.write(line)
+                    continue
+                if ev.get("event") in ("start", "end"):
+                    now = self.meshd_now()
+                    if now:
+                        now["ctx"] = ctx_switches(self.meshd.pid)
+                        now["threads_ticks"] = thread_ticks(self.meshd.pid)
+                    marks[ev["event"]] = (now, self.aux_ticks() + (proc_sample(p.pid) or {}).get("ticks", 0), time.monotonic())
+
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = threading.Thread(target=watch, args=(p.stderr,), daemon=True)
+        t.start()
+        # stderr belongs to the watcher thread; stdout is the one-line JSON summary.
+        out = p.stdout.read()
+        p.wait(timeout)
+        t.join(5)
+        if p.returncode != 0:
+            raise RuntimeError(f"loadgen failed ({p.returncode}): {out}")
+        summary = json.loads(out.strip().splitlines()[-1])
+        if "start" in marks and "end" in marks:
+            (m0, a0, t0), (m1, a1, t1) = marks["start"], marks["end"]
+            dt = t1 - t0
+            window = {"seconds": dt, "aux_core_util": (a1 - a0) / CLK_TCK / dt}
+            if m0 and m1:
+                cpu_s = (m1["ticks"] - m0["ticks"]) / CLK_TCK
+                window.update({
+                    "meshd_cpu_s": cpu_s,
+                    "meshd_core_util": cpu_s / dt,
+                    "meshd_cpu_us_per_ok_relay": cpu_s * 1e6 / summary["ok"] if summary["ok"] else None,
+                    "meshd_cpu_us_per_ok_relay_by_thread": {
+                        g: round((m1["threads_ticks"][g] - m0["threads_ticks"].get(g, 0)) / CLK_TCK * 1e6 / summary["ok"], 1)
+                        for g in m1.get("threads_ticks", {})} if summary["ok"] else None,
+                    "meshd_ctx_switches_per_ok_relay": (m1["ctx"] - m0["ctx"]) / summary["ok"] if summary["ok"] and m1.get("ctx") is not None and m0.get("ctx") is not None else None,
+                })
+                if self.sampler:
+                    for key in ("RssAnon", "RssFile", "VmRSS", "Threads"):
+                        window["peak_" + key] = self.sampler.peak(key, since=t0)
+            summary["window"] = window
+        return summary
+
+
+def settle_rss(stack, seconds=2.0):
+    """Median RssAnon/RssFile over a short quiet period (kB)."""
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        s = stack.meshd_now()
+        if s:
+            samples.append(s)
+        time.sleep(0.1)
+    return {k: med([s[k] for s in samples]) for k in ("RssAnon", "RssFile", "VmRSS", "Threads")}
+
+
+def wait_accepted(stack, target, timeout):
+    """Poll the servicer sim until it accepted `target` notifies; returns (seconds, first accept time)."""
+    t0 = time.monotonic()
+    end = t0 + timeout
+    first, accepted = None, 0
+    while time.monotonic() < end:
+        accepted = stack.sim_stats()["accepted_total"]
+        if accepted and first is None:
+            first = time.monotonic() - t0
+        if accepted >= target:
+            return time.monotonic() - t0, first, accepted
+        time.sleep(0.1)
+    return None, first, accepted
+
+
+# ----- scenarios ------------------------------------------------------------------------------
+
+def check_all_ok(summary, what):
+    if summary["ok"] != summary["answered"] or summary["verify"]["bad"]:
+        log(f"WARNING {what}: statuses {summary['statuses']} io_errors {summary['io_errors']} samples {summary['error_samples'][:2]}")
+
+
+def brief(s):
+    """The figures of a loadgen summary worth keeping in results."""
+    lat = s.get("latency") or {}
+    return {
+        "ok_per_s": round(s["ok_per_s"], 1), "ok": s["ok"], "statuses": s["statuses"], "io_errors": s["io_errors"],
+        "p50_ms": lat.get("p50_us", 0) / 1e3, "p99_ms": lat.get("p99_us", 0) / 1e3, "max_ms": lat.get("max_us", 0) / 1e3,
+        "verify": s["verify"], "window": s.get("window"), "slowest": s.get("slowest", [])[:3],
+        "warm_relays_failed": s.get("warm_relays_failed"),
+    }
+
+
+STALLS = []
+
+
+def steady(run, what, tries=3):
+    """Run a load measurement on a fresh stack, again (bounded) if a request got no answer at all:
+    that is a connection a tiny_http server (meshd's listener or a simulator) left unread, a known
+    stall recorded under `stalled_attempts` (RESULTS.md), not a throughput figure."""
+    for attempt in range(tries):
+        s = run()
+        summaries = s if isinstance(s, list) else [s]
+        bad = [x for x in summaries if x["io_errors"] or x.get("warm_relays_failed") or x["ok"] != x["answered"]]
+        if not bad:
+            return s
+        b = bad[0]
+        STALLS.append({"what": what, "attempt": attempt, "io_errors": b["io_errors"], "statuses": b["statuses"],
+                       "warm_relays_failed": b.get("warm_relays_failed"), "samples": b["error_samples"][:2], "ok_per_s": b["ok_per_s"]})
+        log(f"{what}: stalled or failed requests {b['io_errors']} {b['statuses']} warm-up failures {b.get('warm_relays_failed')}, retrying on a fresh stack")
+    return s
+
+
+def sc_crypto(o):
+    runs, relays = int(o.get("runs", 5)), int(o.get("relays", 3000))
+    out = subprocess.run(["taskset", "-c", MESHD_CPU, FLOOR_LOADGEN, "crypto", "--relays", str(relays), "--runs", str(runs)],
+                         capture_output=True, text=True, check=True, timeout=3600)
+    r = json.loads(out.stdout)
+    return {"floor_relays_per_s_median": round(r["floor_median"], 1), "floor_runs": [round(x, 1) for x in r["floor_relays_per_s"]],
+            "floor_with_sort_median": round(r["floor_with_sort_median"], 1), "steps_us": r["steps"], "relays_per_run": relays}
+
+
+def sc_durability(o):
+    runs, relays, conns, secs = int(o.get("runs", 3)), int(o.get("relays", 20000)), int(o.get("conns", 16)), float(o.get("max_seconds", 20))
+    per = {"sync": [], "async": []}
+    for r in range(runs):
+        order = ("sync", "async") if r % 2 == 0 else ("async", "sync")
+        for mode in order:
+            def one():
+                with Stack(durability=mode) as st:
+                    st.start_meshd()
+                    return st.loadgen("--relays", relays, "--conns", conns, "--max-seconds", secs)
+            s = steady(one, f"durability {mode}")
+            check_all_ok(s, f"durability {mode}")
+            per[mode].append(brief(s))
+            log(f"durability run {r} {mode}: {s['ok_per_s']:.0f} ok/s p50 {s['latency']['p50_us']/1e3:.2f} ms")
+    ms = {m: med([x["ok_per_s"] for x in v]) for m, v in per.items()}
+    return {"sync_ok_per_s_median": ms["sync"], "async_ok_per_s_median": ms["async"],
+            "ratio_sync_over_async": round(ms["sync"] / ms["async"], 3) if ms["async"] else None, "goal_ratio": 0.8,
+            "runs": per, "params": {"runs": runs, "relays": relays, "conns": conns, "max_seconds": secs}}
+
+
+def fill(st, n, conns, max_seconds):
+    """Queue n relays while the servicer sim answers every notify with 503."""
+    st.sim_control(fail_notify_status=503)
+    s = st.loadgen("--relays", n, "--conns", conns, "--max-seconds", max_seconds)
+    check_all_ok(s, "fill")
+    return s
+
+
+def sc_drain(o):
+    runs, n, conns = int(o.get("runs", 3)), int(o.get("relays", 20000)), int(o.get("conns", 16))
+    rows = []
+    for r in range(runs):
+        with Stack(durability=o.get("durability", "sync")) as st:
+            st.start_meshd()
+            f = fill(st, n, conns, float(o.get("max_fill_seconds", 300)))
+            queued = st.queue_stats()  # includes the load generator's warm-up relays
+            c0 = st.meshd_now()
+            st.sim_control(fail_notify_status=0)
+            secs, first, accepted = wait_accepted(st, queued, float(o.get("max_drain_seconds", 600)))
+            c1 = st.meshd_now()
+            cpu = (c1["ticks"] - c0["ticks"]) / CLK_TCK
+            row = {"queued": queued, "served_200": f["ok"], "fill_ok_per_s": round(f["ok_per_s"], 1), "drain_s": secs,
+                   "first_accept_s": first, "accepted": accepted,
+                   "drain_per_s": round(accepted / secs, 1) if secs else None,
+                   "drain_per_s_after_first": round(accepted / (secs - first), 1) if secs and first is not None and secs > first else None,
+                   "meshd_cpu_us_per_notify": round(cpu * 1e6 / accepted, 1) if accepted else None,
+                   "pending_after": st.queue_stats(), "duplicates_at_sim": st.sim_stats()["duplicates"]}
+            rows.append(row)
+            log(f"drain run {r}: {row}")
+    return {"drain_per_s_median": med([x["drain_per_s"] for x in rows]),
+            "drain_per_s_after_first_median": med([x["drain_per_s_after_first"] for x in rows]), "runs": rows,
+            "params": {"runs": runs, "relays": n, "conns": conns}}
+
+
+def sc_backlog(o):
+    n, conns = int(o.get("relays", 1_000_000)), int(o.get("conns", 16))
+    servicers, apps = int(o.get("servicers", 10)), int(o.get("apps", 2))
+    with Stack(servicers=servicers, apps=apps, durability=o.get("durability", "sync")) as st:
+        st.start_meshd()
+        # Warm-up with a working servicer: sessions cached, pools and the notifier exercised.
+        w = st.loadgen("--relays", 2000, "--conns", conns, "--max-seconds", 120)
+        wait_accepted(st, w["ok"] + w["warm_relays"], 120)
+        before = settle_rss(st)
+        log(f"backlog: warm, RSS before {before}; filling {n}")
+        f = fill(st, n, conns, float(o.get("max_fill_seconds", 1800)))
+        after_fill = settle_rss(st)
+        queued, file_bytes = st.queue_stats(), st.queue_file_bytes()
+        log(f"backlog: filled {f['ok']} at {f['ok_per_s']:.0f}/s, queued {queued}, RSS {after_fill}; draining")
+        c0 = st.meshd_now()
+        accepted_before = st.sim_stats()["accepted_total"]
+        st.sim_control(fail_notify_status=0)
+        target = accepted_before + queued
+        secs, first, accepted = wait_accepted(st, target, float(o.get("max_drain_seconds", 1800)))
+        c1 = st.meshd_now()
+        after_drain = settle_rss(st)
+        drained = accepted - accepted_before
+        peak_anon = st.sampler.peak("RssAnon")
+        return {
+            "relays_requested": n, "served_200": f["ok"], "queued_after_fill": queued, "fill": brief(f),
+            "queue_file_bytes_after_fill": file_bytes,
+            "rss_kb_before": before, "rss_kb_after_fill": after_fill, "rss_kb_after_drain": after_drain,
+            "rss_anon_growth_kb": after_fill["RssAnon"] - before["RssAnon"], "peak_rss_anon_kb": peak_anon,
+            "goal_rss_anon_growth_kb": 8 * 1024,
+            "drain_s": secs, "first_accept_s": first, "drained": drained,
+            "drain_per_s": round(drained / secs, 1) if secs else None,
+            "meshd_cpu_us_per_notify": round((c1["ticks"] - c0["ticks"]) / CLK_TCK * 1e6 / drained, 1) if drained else None,
+            "pending_after": st.queue_stats(), "duplicates_at_sim": st.sim_stats()["duplicates"],
+            "params": {"relays": n, "conns": conns, "servicers": servicers, "apps": apps},
+        }
+
+
+def sc_latency(o):
+    runs, rate, secs, conns = int(o.get("runs", 3)), float(o.get("rate", 200)), float(o.get("seconds", 10)), int(o.get("conns", 4))
+    n = int(rate * secs)
+    rows = {"direct": [], "meshd": []}
+
+    def all_runs():
+        rows["direct"].clear()
+        rows["meshd"].clear()
+        out = []
+        with Stack(durability=o.get("durability", "sync")) as st:
+            st.start_meshd()
+            for r in range(runs):
+                for mode in ("direct", "meshd") if r % 2 == 0 else ("meshd", "direct"):
+                    s = st.loadgen("--relays", n, "--conns", conns, "--rate", rate, "--max-seconds", secs + 30, direct=(mode == "direct"))
+                    check_all_ok(s, f"latency {mode}")
+                    rows[mode].append(brief(s))
+                    out.append(s)
+        return out
+
+    steady(all_runs, "latency")
+    p = {m: {"p50_ms": med([x["p50_ms"] for x in v]), "p99_ms": med([x["p99_ms"] for x in v])} for m, v in rows.items()}
+    return {"direct": p["direct"], "meshd": p["meshd"],
+            "added_p50_ms": round(p["meshd"]["p50_ms"] - p["direct"]["p50_ms"], 3),
+            "added_p99_ms": round(p["meshd"]["p99_ms"] - p["direct"]["p99_ms"], 3),
+            "goal_added_ms": {"p50": 0.25, "p99": 2.0}, "runs": rows,
+            "params": {"runs": runs, "rate": rate, "seconds": secs, "conns": conns, "durability": o.get("durability", "sync")}}
+
+
+def sc_load500(o):
+    servicers, apps = int(o.get("servicers", 500)), int(o.get("apps", 2))
+    rate, secs, conns = float(o.get("rate", 1000)), float(o.get("seconds", 60)), int(o.get("conns", 32))
+    extra = {}
+
+    def one():
+        with Stack(servicers=servicers, apps=apps, durability=o.get("durability", "sync")) as st:
+            extra["ready_s"] = st.start_meshd()
+            extra["rss_kb_at_ready"] = settle_rss(st, 1.0)
+            # The warm-up (one relay per session, before timing) opens all 1,000 sessions.
+            s = st.loadgen("--relays", int(rate * secs), "--conns", conns, "--rate", rate, "--max-seconds", secs)
+            check_all_ok(s, "load500")
+            time.sleep(1)
+            extra["pending_1s_after"] = st.queue_stats()
+            extra["sim"] = st.sim_stats()
+            extra["peak"] = {k: st.sampler.peak(k) for k in ("RssAnon", "RssFile", "VmRSS", "Threads")}
+            return s
+
+    s = steady(one, "load500")
+    ready, at_ready, pending, sim, peak = extra["ready_s"], extra["rss_kb_at_ready"], extra["pending_1s_after"], extra["sim"], extra["peak"]
+    return {"sessions": servicers * apps, "ready_s": ready, "rss_kb_at_ready": at_ready, "peak": peak,
+            "goal_peak_rss_anon_kb": 24 * 1024, "run": brief(s), "latency_full": s["latency"],
+            "pending_1s_after": pending, "sim_accepted": sim["accepted_total"], "sim_session_calls": sim["session_calls"],
+            "params": {"servicers": servicers, "apps": apps, "rate": rate, "seconds": secs, "conns": conns}}
+
+
+def sc_maxrate(o):
+    runs, relays, conns, secs = int(o.get("runs", 3)), int(o.get("relays", 50000)), int(o.get("conns", 16)), float(o.get("max_seconds", 20))
+    floors, rates, rows = [], [], []
+    for r in range(runs):
+        # The floor in the same run, alternating with the load, so machine noise hits both.
+        floors.append(sc_crypto({"runs": 1, "relays": o.get("floor_relays", 2000)})["floor_relays_per_s_median"])
+        def one():
+            with Stack(servicers=int(o.get("servicers", 10)), apps=int(o.get("apps", 2)), durability=o.get("durability", "sync")) as st:
+                st.start_meshd()
+                return st.loadgen("--relays", relays, "--conns", conns, "--max-seconds", secs)
+        s = steady(one, "maxrate")
+        check_all_ok(s, "maxrate")
+        rates.append(s["ok_per_s"])
+        rows.append(brief(s))
+        log(f"maxrate run {r}: floor {floors[-1]:.0f}/s, meshd {rates[-1]:.0f}/s")
+    fm, rm = med(floors), med(rates)
+    return {"meshd_ok_per_s_median": round(rm, 1), "floor_median": fm, "ratio": round(rm / fm, 3), "goal_ratio": 0.6,
+            "floors": floors, "runs": rows, "params": {"runs": runs, "relays": relays, "conns": conns, "max_seconds": secs}}
+
+
+def run_idle(st, mode, conns, hold, probes, timeout_ms):
+    cmd = ["taskset", "-c", AUX_CPU, LOADGEN, "idle", "--url", f"http://127.0.0.1:{st.port}/v1/client/relay", "--mode", mode,
+           "--conns", str(conns), "--hold-seconds", str(hold), "--probes", str(probes), "--probe-timeout-ms", str(timeout_ms)]
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=hold + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen idle: {out.stderr}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["peak_threads"] = st.sampler.peak("Threads", since=t0)
+    r["peak_rss_anon_kb"] = st.sampler.peak("RssAnon", since=t0)
+    return r
+
+
+def sc_slowloris(o):
+    conns, hold, body_conns = int(o.get("conns", 1000)), float(o.get("hold_seconds", 15)), int(o.get("body_conns", 40))
+    with Stack(durability="sync") as st:
+        st.start_meshd()
+        st.loadgen("--relays", 200, "--conns", 4, "--max-seconds", 60)
+        base = settle_rss(st, 1.0)
+        headers = run_idle(st, "headers", conns, hold, 5, 5000)
+        time.sleep(6)  # tiny_http's idle pool threads die after a few seconds
+        after_headers = settle_rss(st, 1.0)
+        body = run_idle(st, "body", body_conns, hold, 3, 5000)
+        time.sleep(2)
+        after_body = proc_sample(st.meshd.pid)
+        probe_after = st.loadgen("--relays", 20, "--conns", 1, "--max-seconds", 30, "--timeout-ms", 5000)
+        return {"threads_baseline": base["Threads"], "headers_idle": headers, "threads_after_headers_closed": after_headers["Threads"],
+                "body_stall": body, "threads_after_body_closed": after_body["Threads"] if after_body else None,
+                "relays_after_all_closed": brief(probe_after),
+                "blocking_pool_cap": int(os.environ.get("BLOCKING_MAX_THREADS", 32)),
+                "params": {"conns": conns, "hold_seconds": hold, "body_conns": body_conns}}
+
+
+def sc_burst(o):
+    """K connections opened at once, one relay each: tiny_http's pool may leave some unread."""
+    runs, conns, timeout_ms = int(o.get("runs", 5)), int(o.get("conns", 16)), int(o.get("timeout_ms", 3000))
+    rows = []
+    for r in range(runs):
+        with Stack() as st:
+            st.start_meshd()
+            time.sleep(0.5)  # tiny_http's pool idles at its 4 minimum threads
+            out = subprocess.run(["taskset", "-c", AUX_CPU, LOADGEN, "burst", "--url", f"http://127.0.0.1:{st.port}/v1/client/relay",
+                                  "--conns", str(conns), "--timeout-ms", str(timeout_ms)], capture_output=True, text=True, timeout=120)
+            if out.returncode != 0:
+                raise RuntimeError(f"loadgen burst: {out.stderr}")
+            b = json.loads(out.stdout)
+            ms = sorted(x["ms"] for x in b["results"] if "status" in x)
+            rows.append({"answered": b["answered"], "unanswered": b["unanswered"],
+                         "answered_ms_max": round(ms[-1], 1) if ms else None, "threads_after": (st.meshd_now() or {}).get("Threads")})
+            log(f"burst run {r}: {rows[-1]}")
+    return {"conns": conns, "timeout_ms": timeout_ms, "runs_with_unanswered": sum(1 for x in rows if x["unanswered"]),
+            "unanswered_total": sum(x["unanswered"] for x in rows), "runs": rows}
+
+
+def sc_startup(o):
+    keys, runs = int(o.get("keys", 500)), int(o.get("runs", 5))
+    rows = []
+    with Stack(servicers=keys, apps=1) as st:
+        for r in range(runs):
+            env = {"RUST_LOG": "info"}
+            t0 = time.monotonic()
+            port_s = st.start_meshd(env_extra=env)
+            ready_s = None
+            end = time.monotonic() + 10
+            while time.monotonic() < end and ready_s is None:
+                with open(os.path.join(st.dir, "meshd.log")) as f:
+                    if "meshd ready" in f.read():
+                        ready_s = time.monotonic() - t0  # upper bound: polled
+                time.sleep(0.001)
+            st.stop_meshd()
+            # Log timestamps give the in-process view: first line to the ready line.
+            rows.append({"port_accepting_ms": round(port_s * 1e3, 1), "ready_line_seen_ms": round(ready_s * 1e3, 1) if ready_s else None,
+                         "first_start": r == 0})
+    sizes = {b: os.path.getsize(os.path.join(d, "meshd")) for b, d in BUILD_DIRS.items() if os.path.exists(os.path.join(d, "meshd"))}
+    return {"keys": keys, "port_accepting_ms_median": med([x["port_accepting_ms"] for x in rows]),
+            "port_accepting_ms_median_restarts": med([x["port_accepting_ms"] for x in rows if not x["first_start"]]),
+            "goal_ms": 150, "runs": rows, "binary_bytes": sizes}
+
+
+SCENARIOS = {
+    "crypto": sc_crypto, "durability": sc_durability, "drain": sc_drain, "backlog": sc_backlog, "latency": sc_latency,
+    "load500": sc_load500, "maxrate": sc_maxrate, "slowloris": sc_slowloris, "startup": sc_startup, "burst": sc_burst,
+}
+
+# `all`: every scenario with modest parameters (minutes, not hours).
+ALL_QUICK = {
+    "startup": {"runs": 5}, "crypto": {"runs": 5}, "latency": {"runs": 3, "seconds": 10},
+    "durability": {"runs": 3, "relays": 20000, "max_seconds": 15}, "maxrate": {"runs": 3, "max_seconds": 15},
+    "drain": {"runs": 3, "relays": 10000}, "backlog": {"relays": 100000}, "load500": {"seconds": 60},
+    "slowloris": {"conns": 1000, "hold_seconds": 10}, "burst": {"runs": 5},
+}
+
+
+def machine():
+    info = {"nproc": os.cpu_count(), "kernel": os.uname().release}
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.*)", f.read())
+            info["cpu"] = m.group(1) if m else None
+    except OSError:
+        pass
+    return info
+
+
+def commit():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+
+
+def record(name, params, result):
+    entry = {"scenario": name, "build": BUILD, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit(),
+             "machine": machine(), "params": params, "result": result}
+    if os.environ.get("BENCH_MESHD_ENV") or os.environ.get("BENCH_MESHD"):
+        entry["meshd_override"] = {"env": os.environ.get("BENCH_MESHD_ENV"), "binary": os.environ.get("BENCH_MESHD")}
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    print(json.dumps(entry, indent=2))
+
+
+def parse_opts(args):
+    opts, i = {}, 0
+    while i < len(args):
+        if not args[i].startswith("--") or i + 1 >= len(args):
+            sys.exit(f"options are --name value pairs, got {args[i:]!r}")
+        opts[args[i][2:].replace("-", "_")] = args[i + 1]
+        i += 2
+    return opts
+
+
+def main():
+    # A SIGTERM (e.g. from `timeout`) unwinds through the Stack context managers, so the
+    # simulators and meshd started here are stopped and their data dirs removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if len(sys.argv) < 2 or sys.argv[1] not in list(SCENARIOS) + ["all"]:
+        sys.exit(f"usage: bench/run.sh <{'|'.join(list(SCENARIOS) + ['all'])}> [--option value …]")
+    name, opts = sys.argv[1], parse_opts(sys.argv[2:])
+    for path in (MESHD, FLOOR_LOADGEN, SIM, LOADGEN):
+        if not os.path.exists(path):
+            sys.exit(f"{path} is missing: run bench/run.sh (it builds first)")
+    todo = [(n, dict(ALL_QUICK[n], **opts)) for n in ALL_QUICK] if name == "all" else [(name, opts)]
+    for n, o in todo:
+        log(f"scenario {n} build={BUILD} meshd={MESHD} options={o}")
+        t = time.monotonic()
+        result = SCENARIOS[n](o)
+        result["scenario_seconds"] = round(time.monotonic() - t, 1)
+        result["stalled_attempts"] = list(STALLS)
+        STALLS.clear()
+        record(n, o, result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# meshd benchmarks: bench/run.sh <scenario> [--option value …]   (see bench/README.md)
+# Builds meshd as shipped (target/release) and the harness build (target/bench-fast: same
+# sources, curve25519-dalek at opt-level 3), then runs the scenario in bench/bench.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ $# -lt 1 ]]; then
+  echo "usage: bench/run.sh <startup|crypto|latency|durability|maxrate|drain|backlog|load500|slowloris|all> [--option value …]" >&2
+  exit 2
+fi
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  # The product exactly as Cargo.toml builds it (opt-level z, LTO, panic=abort, strip).
+  cargo build --release --bins --example loadgen
+  # The harness build: the simulators and the load generator must never be the bottleneck.
+  cargo build --release --bins --example loadgen --target-dir target/bench-fast \
+    --config 'profile.release.package.curve25519-dalek.opt-level=3'
+fi
+exec python3 bench/bench.py "$@"

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""One line per recorded benchmark result: `python3 bench/summary.py [results.jsonl]`."""
+
+import json
+import os
+import sys
+
+
+def kb(v):
+    return f"{v / 1024:.1f} MiB" if isinstance(v, (int, float)) else "-"
+
+
+def line(e):
+    r, s = e["result"], e["scenario"]
+    if s == "startup":
+        return f"ready {r['port_accepting_ms_median']} ms (restarts {r['port_accepting_ms_median_restarts']} ms) with {r['keys']} keys; binary {r['binary_bytes']}"
+    if s == "crypto":
+        return f"floor {r['floor_relays_per_s_median']:.0f} relays/s (with sort {r['floor_with_sort_median']:.0f}); verify {r['steps_us']['aat_verify_us']:.1f} us, sign {r['steps_us']['sign_us']:.1f} us"
+    if s == "latency":
+        return (f"direct p50 {r['direct']['p50_ms']:.3f} p99 {r['direct']['p99_ms']:.3f} ms; meshd p50 {r['meshd']['p50_ms']:.3f} "
+                f"p99 {r['meshd']['p99_ms']:.3f} ms; added p50 {r['added_p50_ms']:.3f} p99 {r['added_p99_ms']:.3f} ms at {r['params']['rate']:.0f}/s")
+    if s == "durability":
+        return f"sync {r['sync_ok_per_s_median']:.0f}/s async {r['async_ok_per_s_median']:.0f}/s ratio {r['ratio_sync_over_async']}"
+    if s == "maxrate":
+        w = r["runs"][0]["window"] or {}
+        return (f"meshd {r['meshd_ok_per_s_median']:.0f}/s floor {r['floor_median']:.0f}/s ratio {r['ratio']}; "
+                f"cpu/relay {w.get('meshd_cpu_us_per_ok_relay', 0):.0f} us, ctx/relay {w.get('meshd_ctx_switches_per_ok_relay') or 0:.1f}")
+    if s == "drain":
+        return f"drain {r['drain_per_s_median']}/s (after first accept {r['drain_per_s_after_first_median']}/s), {r['params']['relays']} relays"
+    if s == "backlog":
+        return (f"{r['served_200']} queued at {r['fill']['ok_per_s']:.0f}/s; RssAnon {kb(r['rss_kb_before']['RssAnon'])} -> "
+                f"{kb(r['rss_kb_after_fill']['RssAnon'])} (+{kb(r['rss_anon_growth_kb'])}); RssFile after fill {kb(r['rss_kb_after_fill']['RssFile'])}; "
+                f"drain {r['drain_s'] and round(r['drain_s'])} s ({r['drain_per_s']}/s); LMDB {r['queue_file_bytes_after_fill'] / 2**20:.0f} MiB")
+    if s == "load500":
+        w = r["run"]["window"] or {}
+        return (f"{r['run']['ok_per_s']:.0f} ok/s of {r['params']['rate']:.0f}; peak RssAnon {kb(r['peak']['RssAnon'])} RssFile {kb(r['peak']['RssFile'])} "
+                f"threads {r['peak']['Threads']}; cpu/relay {w.get('meshd_cpu_us_per_ok_relay', 0):.0f} us; p50 {r['run']['p50_ms']:.1f} p99 {r['run']['p99_ms']:.1f} ms")
+    if s == "slowloris":
+        h, b = r["headers_idle"], r["body_stall"]
+        fmt = lambda ps: ", ".join(f"{p['status']} {p['ms']:.0f} ms" if "status" in p else f"none {p['ms']:.0f} ms" for p in ps)
+        return (f"{h['conns_requested']} idle: peak threads {h['peak_threads']}, probes [{fmt(h['probes'])}]; "
+                f"{b['conns_requested']} stalled bodies: probes [{fmt(b['probes'])}]")
+    if s == "burst":
+        return (f"{r['conns']} connections at once, one relay each: {r['unanswered_total']} unanswered within {r['timeout_ms']} ms "
+                f"over {len(r['runs'])} runs ({r['runs_with_unanswered']} runs affected)")
+    return json.dumps(r)[:200]
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "results.jsonl")
+    with open(path) as f:
+        for raw in f:
+            e = json.loads(raw)
+            try:
+                text = line(e)
+            except (KeyError, TypeError, IndexError) as err:
+                text = f"(incomplete: {err!r})"
+            print(f"{e['date'][:16]} {e['commit']} {e['build']:7} {e['scenario']:10} {text}")
+
+
+if __name__ == "__main__":
+    main()
