@@ -99,14 +99,25 @@ fn hand_off(
     }
 }
 
-/// Read a request body of at most `limit` bytes; `Err(reply)` is the 413 or 400 to send.
-pub async fn read_body(request: tiny_http::Request, limit: u64) -> (tiny_http::Request, Result<Vec<u8>, Reply>) {
+/// tiny_http reads a body of at most this many bytes (announced by Content-Length, without
+/// `Expect: 100-continue`) into memory on the connection's own thread before handing the request
+/// over (tiny_http 0.12 `request.rs`); larger or chunked bodies are read from the socket.
+const TINY_HTTP_BUFFERED_BODY: usize = 1024;
+
+/// Read a request body of at most `limit` bytes; `Err(reply)` is the 413 or 400 to send. None:
+/// no thread could be started to read it, and the request was dropped (tiny_http closes it).
+///
+/// A body tiny_http already buffered is read right here (no thread hop: most relays). Any other
+/// body is read on a thread of its own, never on smol's blocking pool: a client that announces a
+/// body and stalls would otherwise pin a pool thread for good, and that pool also runs every
+/// chain call, queue commit and notify — 32 stalled uploads would stop meshd. With a thread of
+/// its own, a slow client only costs one thread, like tiny_http's own connection threads.
+pub async fn read_body(request: tiny_http::Request, limit: u64) -> Option<(tiny_http::Request, Result<Vec<u8>, Reply>)> {
     let too_large = move || http_error(413, &format!("Request body too large. Max allowed bytes is: {limit}"));
     if request.body_length().is_some_and(|n| n as u64 > limit) {
-        return (request, Err(too_large()));
+        return Some((request, Err(too_large())));
     }
-    smol::unblock(move || {
-        let mut request = request;
+    let read = move |mut request: tiny_http::Request| {
         let mut body = Vec::with_capacity(request.body_length().unwrap_or(0).min(limit as usize));
         let result = match request.as_reader().take(limit + 1).read_to_end(&mut body) {
             Ok(_) if body.len() as u64 > limit => Err(too_large()),
@@ -114,8 +125,27 @@ pub async fn read_body(request: tiny_http::Request, limit: u64) -> (tiny_http::R
             Err(e) => Err(http_error(400, &format!("cannot read request body: {e}"))),
         };
         (request, result)
-    })
-    .await
+    };
+    if body_is_buffered(&request) {
+        return Some(read(request));
+    }
+    let (tx, rx) = async_channel::bounded(1);
+    let reader = std::thread::Builder::new().name("http-body".into()).stack_size(BODY_THREAD_STACK).spawn(move || {
+        let _ = tx.send_blocking(read(request));
+    });
+    if let Err(e) = reader {
+        log::error!("event=body_reader_unavailable error={e} (request dropped)");
+        return None;
+    }
+    rx.recv().await.ok()
+}
+
+/// Stack of a body-reading thread: it only copies bytes into a Vec.
+const BODY_THREAD_STACK: usize = 64 * 1024;
+
+fn body_is_buffered(request: &tiny_http::Request) -> bool {
+    let expects_continue = request.headers().iter().any(|h| h.field.equiv("Expect") && h.value.as_str().eq_ignore_ascii_case("100-continue"));
+    request.body_length().is_some_and(|n| n <= TINY_HTTP_BUFFERED_BODY) && !expects_continue
 }
 
 /// CORS headers of the incumbent's relay route.

@@ -19,7 +19,7 @@ pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
     let method = request.method().as_str().to_ascii_uppercase();
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let ops = OpsRequest::of(&request);
-    let (request, body) = read_body(request, app.settings.client_rpc_max_bytes_size).await;
+    let Some((request, body)) = read_body(request, app.settings.client_rpc_max_bytes_size).await else { return };
     let reply = match body {
         Err(reply) => reply,
         Ok(body) => {

@@ -41,3 +41,33 @@ fn accept_errors_do_not_leave_meshd_deaf() {
     );
     assert!(std::fs::read_to_string(&stack.log).unwrap().contains("event=listener_restored"));
 }
+
+#[test]
+fn stalled_uploads_do_not_starve_the_relay_path() {
+    use std::io::Write;
+    let mut stack = Stack::new("stall", 1_000_000, json!({}));
+    stack.start_meshd();
+    let agent = agent(Duration::from_secs(5));
+    assert!(matches!(send(&agent, &stack.url(), &stack.relay(1), &stack.servicer_key), Sent::Served(_)));
+    // More stalled uploads than the blocking pool has threads (32): each announces a 4 KiB body
+    // (larger than tiny_http buffers itself) and sends only part of it.
+    let stalled: Vec<TcpStream> = (0..48)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", stack.port)).ok()?;
+            let head = "POST /v1/client/relay HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{\"payload\":";
+            s.write_all(head.as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect();
+    assert_eq!(stalled.len(), 48);
+    std::thread::sleep(Duration::from_millis(300));
+    // Relays (which need chain calls, queue commits and notifies) still go through.
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let sent = send(&agent, &stack.url(), &stack.relay(100 + i), &stack.servicer_key);
+        assert!(matches!(sent, Sent::Served(_)), "relay {i} while uploads stall: {sent:?}\n{}", stack.log_tail());
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "relays took {:?} while uploads stalled", started.elapsed());
+    assert!(wait_until(Duration::from_secs(10), || stack.servicer.lock().unwrap().stats().accepted_total == 6));
+    drop(stalled);
+}

@@ -43,7 +43,7 @@ pub async fn serve(st: Rc<State>, request: tiny_http::Request) {
     let method = request.method().as_str().to_ascii_uppercase();
     let url = request.url().to_string();
     let headers = http::request_headers(&request, &client);
-    let (request, body) = crate::listener::read_body(request, MAX_BODY_BYTES).await;
+    let Some((request, body)) = crate::listener::read_body(request, MAX_BODY_BYTES).await else { return };
     let answer = match body {
         Err(reply) => UpstreamAnswer {
             status: reply.status,

@@ -33,7 +33,7 @@ pub async fn serve(st: Rc<State>, request: tiny_http::Request) {
         http::respond(request, answer).await;
         return;
     }
-    let (request, body) = crate::listener::read_body(request, MAX_BODY_BYTES).await;
+    let Some((request, body)) = crate::listener::read_body(request, MAX_BODY_BYTES).await else { return };
     let mut answer = match body {
         Err(reply) => super::upstream::UpstreamAnswer {
             status: reply.status,
