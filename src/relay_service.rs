@@ -14,7 +14,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::app::App;
 use crate::app::Counters;
@@ -39,7 +39,7 @@ pub const CLIENT_BLOCK_SYNC_ALLOWANCE: i64 = 10;
 /// A refused relay: the error and, for 60/71/14/75, the session the client should use.
 struct Rejection {
     error: PocketError,
-    dispatch: Option<Value>,
+    dispatch: Option<Rc<[u8]>>,
     /// meshd cannot take relays right now (queue full or failing): HTTP 503, not 400.
     unavailable: bool,
     /// The `status_type` label of `error_count` (the incumbent's names where they exist).
@@ -125,7 +125,7 @@ fn refuse(app: &App, rejection: Rejection, logged: Option<Vec<u8>>) -> Reply {
     if rejection.unavailable {
         relay_unavailable(e)
     } else {
-        relay_error(e, rejection.dispatch.as_ref())
+        relay_error(e, rejection.dispatch.as_deref())
     }
 }
 

@@ -42,11 +42,12 @@ pub fn relay_ok(response: &str, signature_hex: &str) -> Reply {
 }
 
 /// 400 `{"dispatch":…,"error":{"code":N,"codespace":"…","message":"…"}}\n`, a real servicer's shape.
-pub fn relay_error(error: &PocketError, dispatch: Option<&Value>) -> Reply {
+/// `dispatch` is the servicer's dispatch already encoded the Go way (`gojson::to_vec`).
+pub fn relay_error(error: &PocketError, dispatch: Option<&[u8]>) -> Reply {
     let mut body = Vec::with_capacity(160);
     body.extend_from_slice(b"{\"dispatch\":");
     match dispatch {
-        Some(d) => gojson::write_value(&mut body, d),
+        Some(d) => body.extend_from_slice(d),
         None => body.extend_from_slice(b"null"),
     }
     body.extend_from_slice(b",\"error\":{\"code\":");
@@ -108,7 +109,7 @@ mod tests {
     #[test]
     fn dispatch_is_reencoded_with_sorted_keys() {
         let d: Value = serde_json::from_str(r#"{"session":{"nodes":[],"header":{"chain":"0021"}},"block_height":101}"#).unwrap();
-        let r = relay_error(&PocketError::pocket(71, "over"), Some(&d));
+        let r = relay_error(&PocketError::pocket(71, "over"), Some(&gojson::to_vec(&d)));
         let text = String::from_utf8(r.body).unwrap();
         assert!(text.starts_with("{\"dispatch\":{\"block_height\":101,\"session\":{\"header\":{\"chain\":\"0021\"},\"nodes\":[]}},"), "{text}");
     }

@@ -11,7 +11,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use serde_json::Value;
 
 use crate::protocol::PocketError;
 use crate::servicer_api::SessionGrant;
@@ -36,7 +35,10 @@ pub struct Session {
     /// Relays the servicer still accepts, as of the fetch, minus what meshd reserved since.
     remaining: Cell<i64>,
     served: Cell<u64>,
-    pub dispatch: Option<Value>,
+    /// The servicer's dispatch for this session, already in Go's encoding (sorted keys,
+    /// float64 numbers): errors 60/71/14/75 copy it verbatim. Kept as bytes, not a parsed
+    /// tree, which costs several times the memory per cached session.
+    pub dispatch: Option<Rc<[u8]>>,
 }
 
 /// The session's relay budget is spent (code 71).
@@ -49,7 +51,7 @@ impl Session {
             height,
             remaining: Cell::new(grant.remaining_relays),
             served: Cell::new(0),
-            dispatch: grant.dispatch,
+            dispatch: grant.dispatch.as_ref().map(|d| Rc::from(crate::protocol::gojson::to_vec(d))),
         }
     }
 
