@@ -69,13 +69,7 @@ impl Reply {
     pub fn json(status: u16, v: &serde_json::Value) -> Reply {
         let mut body = serde_json::to_vec(v).expect("serializing a Value cannot fail");
         body.push(b'\n');
-        Reply {
-            status,
-            content_type: JSON,
-            body,
-            delay: Duration::ZERO,
-            headers: Vec::new(),
-        }
+        Reply::raw_json(status, body)
     }
     pub fn raw_json(status: u16, body: Vec<u8>) -> Reply {
         Reply {
