@@ -37,6 +37,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
     if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
         blocking::set_max_blocking_threads(NonZeroUsize::new(DEFAULT_BLOCKING_THREADS).expect("non-zero"));
     }
+    crate::conn_guard::set_timeouts(crate::conn_guard::Timeouts::from_settings(&loaded.settings));
     let store = Arc::new(open_queue(&loaded)?);
     let (queue, writer_task) = Writer::new(store.clone());
     let app = Rc::new(App::new(&loaded, options.simulate_relay, queue));
@@ -49,7 +50,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         }
         // Spacemesh node-service gateway (issue F): own listeners and tasks, same queue Env.
         if let Some(spacemesh) = &loaded.spacemesh {
-            crate::spacemesh::start(ex, spacemesh, store.clone())?;
+            crate::spacemesh::start(ex, spacemesh, store.clone(), loaded.settings.client_max_connections as usize)?;
         }
         let ids: Vec<u64> = app.fleet().nodes.iter().map(|n| n.id()).collect();
         for &id in &ids {
@@ -58,7 +59,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         }
         wait_until_serving(&app).await;
         let listen = format!("{}:{}", app.settings.listen_address, app.settings.rpc_port);
-        let (listener, requests) = Listener::bind(&listen)?;
+        let (listener, requests) = Listener::bind("relay", &listen, app.settings.client_max_connections as usize)?;
         for &id in &ids {
             Notifier::spawn_dispatcher(&app, id, ex);
         }

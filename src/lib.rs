@@ -6,6 +6,7 @@ pub mod app;
 pub mod chain_client;
 pub mod client;
 pub mod config;
+pub mod conn_guard;
 pub mod daemon;
 pub mod demo;
 pub mod fleet;

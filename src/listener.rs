@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::conn_guard::{self, Gate};
 use crate::reply::{http_error, Reply};
 
 pub struct Listener {
@@ -20,17 +21,22 @@ pub struct Listener {
 const REBIND_MAX_WAIT: Duration = Duration::from_secs(5);
 
 impl Listener {
-    /// Bind `addr` and start the hand-off thread. Requests arrive on the returned channel.
-    pub fn bind(addr: &str) -> Result<(Listener, async_channel::Receiver<tiny_http::Request>), String> {
-        let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = server.server_addr().to_ip().ok_or_else(|| format!("{addr} is not an IP address"))?;
+    /// Bind `addr` and start the hand-off thread and the connection guard (at most
+    /// `max_connections` open; `name` labels logs and metrics). Requests arrive on the returned
+    /// channel.
+    pub fn bind(name: &'static str, addr: &str, max_connections: usize) -> Result<(Listener, async_channel::Receiver<tiny_http::Request>), String> {
+        let socket = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let bound = socket.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let gate = Gate::new(name, bound.port(), max_connections);
+        let server = serve_on(&gate, socket).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let current = Arc::new(Mutex::new(Some(Arc::new(server))));
         let closing = Arc::new(AtomicBool::new(false));
+        conn_guard::spawn(gate.clone(), closing.clone()).map_err(|e| format!("cannot start the connection guard: {e}"))?;
         let (tx, rx) = async_channel::bounded(1024);
         let (thread_current, thread_closing) = (current.clone(), closing.clone());
         std::thread::Builder::new()
             .name("http-accept".into())
-            .spawn(move || hand_off(bound, &thread_current, &thread_closing, &tx))
+            .spawn(move || hand_off(bound, &gate, &thread_current, &thread_closing, &tx))
             .map_err(|e| format!("cannot start the listener thread: {e}"))?;
         Ok((Listener { current, closing, addr: bound }, rx))
     }
@@ -44,15 +50,25 @@ impl Listener {
     }
 }
 
+/// Hand `socket` to tiny_http, keeping a duplicate in the gate so the guard can pause it.
+fn serve_on(gate: &Gate, socket: std::net::TcpListener) -> Result<tiny_http::Server, String> {
+    let control = socket.try_clone().map_err(|e| e.to_string())?;
+    if !gate.install(Some(control)) {
+        return Err("paused".into());
+    }
+    tiny_http::Server::from_listener(socket, None).map_err(|e| e.to_string())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Pass requests to the executor. tiny_http's accept thread ends for good on any accept error
-/// (EMFILE when connections exhaust the descriptor limit, for one), which would leave meshd
-/// running but deaf; so when it dies, listen again on the same address, with backoff.
+/// Pass requests to the executor. tiny_http's accept thread ends for good on any accept error:
+/// EMFILE, or the guard pausing the listener (it shuts the socket down). Either way meshd must
+/// not stay deaf: listen again on the same address once the guard allows it, with backoff.
 fn hand_off(
     addr: SocketAddr,
+    gate: &Gate,
     current: &Mutex<Option<Arc<tiny_http::Server>>>,
     closing: &AtomicBool,
     tx: &async_channel::Sender<tiny_http::Request>,
@@ -61,22 +77,30 @@ fn hand_off(
         let Some(server) = lock(current).clone() else { return };
         match server.recv() {
             Ok(request) => {
+                conn_guard::request_started(request.remote_addr(), !body_is_buffered(&request));
                 if tx.send_blocking(request).is_err() {
                     return;
                 }
             }
             Err(_) if closing.load(Ordering::SeqCst) => return,
             Err(e) => {
-                log::error!("event=listener_failed addr={addr} error={e:?} (listening again)");
+                let paused = gate.is_paused();
+                if !paused {
+                    log::error!("event=listener_failed addr={addr} error={e:?} (listening again)");
+                }
                 *lock(current) = None;
+                gate.install(None);
                 drop(server);
                 let mut wait = Duration::from_millis(100);
                 loop {
-                    std::thread::sleep(wait);
+                    std::thread::sleep(if gate.is_paused() { conn_guard::TICK } else { wait });
                     if closing.load(Ordering::SeqCst) {
                         return;
                     }
-                    match tiny_http::Server::http(addr) {
+                    if gate.is_paused() {
+                        continue;
+                    }
+                    match std::net::TcpListener::bind(addr).map_err(|e| e.to_string()).and_then(|socket| serve_on(gate, socket)) {
                         Ok(server) => {
                             // Publish it under the lock, re-checking `closing` there, so a
                             // concurrent close() either sees this server or stops us here.
@@ -84,11 +108,16 @@ fn hand_off(
                             if closing.load(Ordering::SeqCst) {
                                 return;
                             }
-                            log::warn!("event=listener_restored addr={addr}");
+                            if paused {
+                                log::info!("event=listener_resumed addr={addr}");
+                            } else {
+                                log::warn!("event=listener_restored addr={addr}");
+                            }
                             *slot = Some(Arc::new(server));
                             break;
                         }
                         Err(e) => {
+                            gate.install(None);
                             log::error!("event=listener_rebind_failed addr={addr} error={e} retry_ms={}", wait.as_millis());
                             wait = (wait * 2).min(REBIND_MAX_WAIT);
                         }
@@ -124,6 +153,7 @@ pub async fn read_body(request: tiny_http::Request, limit: u64) -> Option<(tiny_
             Ok(_) => Ok(body),
             Err(e) => Err(http_error(400, &format!("cannot read request body: {e}"))),
         };
+        conn_guard::body_read(request.remote_addr());
         (request, result)
     };
     if body_is_buffered(&request) {
@@ -165,9 +195,11 @@ pub async fn respond(request: tiny_http::Request, reply: Reply) {
                 response.add_header(header(name, value));
             }
         }
+        let peer = request.remote_addr().copied();
         if let Err(e) = request.respond(response) {
             log::debug!("event=respond_failed error={e}");
         }
+        conn_guard::request_done(peer.as_ref());
     })
     .await
 }

@@ -147,11 +147,27 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
         loaded.chains.len()
     );
     meshd::signals::install().map_err(|e| format!("signals: {e}"))?;
+    install_panic_policy();
+    let (soft, hard) = meshd::conn_guard::raise_fd_limit();
+    log::info!("event=fd_limit soft={soft} hard={hard}");
     daemon::run(loaded, daemon::StartOptions { simulate_relay: args.simulate_relay, on_ready: None }).map_err(|e| {
         log::error!("event=fatal error={e:?}");
         e
     })?;
     Ok(0)
+}
+
+/// Any panic, on any thread, ends the daemon (logged, then abort — what the release build's
+/// `panic = "abort"` does anyway, now in every build). A thread that died alone would leave a
+/// half-alive daemon: a listener that no longer accepts, a notifier that no longer sends.
+/// systemd restarts meshd (`Restart=on-failure`), and the queue is safe: a relay is answered 200
+/// only after its commit.
+fn install_panic_policy() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error!("event=panic thread={} {info} (aborting; queued relays are safe)", thread.name().unwrap_or("unnamed"));
+        std::process::abort();
+    }));
 }
 
 fn cmd_check_config(args: Vec<OsString>) -> Result<i32, String> {

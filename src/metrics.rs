@@ -386,12 +386,34 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
     header(&mut out, "meshd_servicers", "gauge", "Servicer keys loaded.");
     let _ = writeln!(out, "meshd_servicers{moniker} {}", fleet.servicer_count());
 
+    render_listeners(&mut out, &app.metrics.moniker);
+
     for (field, help, value) in app.counters.export() {
         let name = format!("meshd_{field}_total");
         header(&mut out, &name, "counter", help);
         let _ = writeln!(out, "{name}{moniker} {value}");
     }
     out
+}
+
+/// The connection guards' view of each client listener (relay, Spacemesh gateway).
+fn render_listeners(out: &mut String, moniker: &str) {
+    let gates = crate::conn_guard::stats();
+    let series = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&crate::conn_guard::GateStats) -> u64| {
+        header(out, name, kind, help);
+        for g in &gates {
+            let _ = writeln!(out, "{name}{} {}", labels(&[("moniker", moniker), ("listener", g.name)]), value(g));
+        }
+    };
+    series(out, "meshd_http_connections", "gauge", "Client connections open on the listener.", &|g| g.open as u64);
+    series(out, "meshd_http_listener_paused", "gauge", "1 while the listener refuses new connections (connection cap or descriptors).", &|g| u64::from(g.paused));
+    series(out, "meshd_http_listener_pauses_total", "counter", "Times the listener paused accepting.", &|g| g.pauses);
+    header(out, "meshd_http_connections_closed_total", "counter", "Connections meshd closed: past their read/write deadline (timeout) or idle at the cap (evicted).");
+    for g in &gates {
+        for (reason, value) in [("timeout", g.closed_timeout), ("evicted", g.closed_evicted)] {
+            let _ = writeln!(out, "meshd_http_connections_closed_total{} {value}", labels(&[("moniker", moniker), ("listener", g.name), ("reason", reason)]));
+        }
+    }
 }
 
 /// A scrape waiting for the executor: it sends the rendered text back on this channel.

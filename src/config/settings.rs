@@ -92,6 +92,10 @@ pub struct Settings {
     /// (fsync at most every second: a power loss may drop the last second of relays; a
     /// process crash loses nothing).
     pub relay_durability: String,
+    /// meshd: most client connections open at once on the relay listener (tiny_http spends a
+    /// thread on each). At the cap the oldest idle connections are closed, then new ones are
+    /// refused until the count is back under 90 % (see `conn_guard.rs`).
+    pub client_max_connections: u64,
 }
 
 /// Default `relay_queue_map_size` in MiB for this build's pointer width.
@@ -163,6 +167,7 @@ impl Default for Settings {
             relay_queue_dir: "data/queue".into(),
             relay_queue_map_size: DEFAULT_QUEUE_MAP_MIB,
             relay_durability: "sync".into(),
+            client_max_connections: 512,
         }
     }
 }
@@ -311,6 +316,7 @@ static FIELDS: &[Field] = &[
     str_field!(relay_queue_dir, Text::Path),
     num_field!(relay_queue_map_size, Unit::Count, Zero::Rejected),
     str_field!(relay_durability, Text::Durability),
+    num_field!(client_max_connections, Unit::Count, Zero::Rejected),
 ];
 
 impl Settings {
@@ -620,6 +626,7 @@ mod tests {
         "relay_queue_dir",
         "relay_queue_map_size",
         "relay_durability",
+        "client_max_connections",
     ];
 
     #[test]
@@ -644,6 +651,7 @@ mod tests {
             chain_rpc_timeout: 30_000,
             servicer_worker_strategy: "eager".into(),
             metrics_report_interval: 99,
+            client_max_connections: 64,
             ..Settings::default()
         };
         let json = custom.to_json();

@@ -107,9 +107,11 @@ pub async fn respond(request: tiny_http::Request, answer: UpstreamAnswer) {
                 Err(()) => log::debug!("event=spacemesh_header_dropped name={k:?}"),
             }
         }
+        let peer = request.remote_addr().copied();
         if let Err(e) = request.respond(response) {
             log::debug!("event=spacemesh_respond_failed error={e}");
         }
+        crate::conn_guard::request_done(peer.as_ref());
     })
     .await
 }

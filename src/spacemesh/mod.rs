@@ -167,6 +167,7 @@ pub fn start(
     ex: &'static smol::LocalExecutor<'static>,
     settings: &SpacemeshSettings,
     store: Arc<Store>,
+    max_connections: usize,
 ) -> Result<Started, String> {
     let queue = Arc::new(PublishQueue::open(store)?);
     let agent = agent(settings);
@@ -185,9 +186,9 @@ pub fn start(
         api_addr: Cell::new(None),
     });
 
-    let (gateway, requests) = Listener::bind(&settings.listen.to_string()).map_err(|e| format!("spacemesh.listen: {e}"))?;
+    let (gateway, requests) = Listener::bind("spacemesh", &settings.listen.to_string(), max_connections).map_err(|e| format!("spacemesh.listen: {e}"))?;
     let api = match settings.api_listen {
-        Some(addr) => Some(Listener::bind(&addr.to_string()).map_err(|e| format!("spacemesh.api_listen: {e}"))?),
+        Some(addr) => Some(Listener::bind("spacemesh-api", &addr.to_string(), max_connections).map_err(|e| format!("spacemesh.api_listen: {e}"))?),
         None => None,
     };
     state.gateway_addr.set(Some(gateway.addr));

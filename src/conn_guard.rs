@@ -1,0 +1,578 @@
+//! Connection guard for the tiny_http listeners. tiny_http reads with no deadline, spends one
+//! thread per connection with no cap, and its accept thread ends (or, when a `dup` fails,
+//! panics) once descriptors run out. This module bounds all of that from outside tiny_http:
+//! - each connection gets the deadlines of the Go server the config describes
+//!   (`client_rpc_read_header_timeout`, `_read_timeout`, `_write_timeout`); a connection past
+//!   its deadline is shut down, which ends its tiny_http thread;
+//! - at `client_max_connections`, or with fewer than [`FD_RESERVE`] descriptors left, the
+//!   oldest idle connections are closed first; if that is not enough the listener is paused —
+//!   its socket shut down, so new clients are refused at once instead of piling up — and the
+//!   listener binds again once back under the limits (see `listener.rs`).
+//!
+//! tiny_http keeps its sockets to itself, so one guard thread per listener finds the
+//! listener's connections in `/proc/self/fd` every [`TICK`]; requests report their progress
+//! ([`request_started`], [`body_read`], [`request_done`]) keyed by the client's address.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::config::settings::Settings;
+
+/// How often a guard looks at its listener's connections.
+pub const TICK: Duration = Duration::from_millis(200);
+/// Descriptors kept free for the queue, outbound calls and logs: below this, accepting pauses.
+pub const FD_RESERVE: u64 = 32;
+/// A connection younger than this is never evicted (a client that just connected is about to
+/// send its request).
+const EVICT_MIN_AGE: Duration = Duration::from_secs(1);
+/// Accepting resumes below this share of `client_max_connections` (per cent), so a listener at
+/// the cap does not flap every tick.
+const RESUME_PERCENT: usize = 90;
+/// A table entry not refreshed by a scan or a request for this long belongs to a closed
+/// connection.
+const FORGET_AFTER: Duration = Duration::from_secs(5);
+
+/// Per-connection deadlines, as Go's `http.Server` applies them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timeouts {
+    /// From accept until a request's head is read (`client_rpc_read_header_timeout`).
+    pub header: Duration,
+    /// A request's head and body (`client_rpc_read_timeout`); also how long a kept-alive
+    /// connection may idle (Go's `IdleTimeout` falls back to `ReadTimeout`).
+    pub read: Duration,
+    /// From the request's head to the end of the answer: `client_rpc_write_timeout`, but never
+    /// shorter than `client_rpc_timeout` so that bound's 503 still reaches the client.
+    pub write: Duration,
+}
+
+impl Timeouts {
+    /// The incumbent's defaults (reference `pocket-geo-mesh.md` §6.2).
+    pub const GO_DEFAULTS: Timeouts =
+        Timeouts { header: Duration::from_millis(50_000), read: Duration::from_millis(60_000), write: Duration::from_millis(121_000) };
+
+    pub fn from_settings(s: &Settings) -> Timeouts {
+        Timeouts {
+            header: Duration::from_millis(s.client_rpc_read_header_timeout),
+            read: Duration::from_millis(s.client_rpc_read_timeout),
+            write: Duration::from_millis(s.client_rpc_write_timeout.max(s.client_rpc_timeout.saturating_add(1_000))),
+        }
+    }
+}
+
+static TIMEOUTS: Mutex<Timeouts> = Mutex::new(Timeouts::GO_DEFAULTS);
+
+/// Set the deadlines every listener applies (once, at start).
+pub fn set_timeouts(timeouts: Timeouts) {
+    *lock(&TIMEOUTS) = timeouts;
+}
+
+fn timeouts() -> Timeouts {
+    *lock(&TIMEOUTS)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// Connected or kept alive, no request head yet.
+    Waiting,
+    /// Head handed over, body still on the wire.
+    Reading,
+    /// meshd works on the request or writes the answer: never evicted.
+    Processing,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    phase: Phase,
+    since: Instant,
+    deadline: Instant,
+    /// Last time a scan or a request showed the connection open.
+    seen: Instant,
+}
+
+/// Every guarded connection, by client address (unique per connection while it is open).
+static CONNS: LazyLock<Mutex<HashMap<SocketAddr, Conn>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A request's head arrived; `body_pending`: its body is still to be read from the socket.
+pub fn request_started(peer: Option<&SocketAddr>, body_pending: bool) {
+    mark(peer, if body_pending { Phase::Reading } else { Phase::Processing });
+}
+
+/// The request's body has been read (the write deadline still counts from its head).
+pub fn body_read(peer: Option<&SocketAddr>) {
+    mark(peer, Phase::Processing);
+}
+
+/// The answer was written: the connection idles until its next request.
+pub fn request_done(peer: Option<&SocketAddr>) {
+    mark(peer, Phase::Waiting);
+}
+
+fn mark(peer: Option<&SocketAddr>, phase: Phase) {
+    let Some(peer) = peer else { return };
+    let now = Instant::now();
+    let t = timeouts();
+    let mut conns = lock(&CONNS);
+    let conn = conns.entry(*peer).or_insert(Conn { phase, since: now, deadline: now, seen: now });
+    if !(conn.phase == Phase::Reading && phase == Phase::Processing) {
+        conn.since = now;
+    }
+    conn.phase = phase;
+    conn.seen = now;
+    conn.deadline = conn.since
+        + match phase {
+            Phase::Waiting => t.read,
+            Phase::Reading => t.read,
+            Phase::Processing => t.write,
+        };
+}
+
+/// One listener's admission state, shared by its hand-off thread and its guard.
+pub struct Gate {
+    pub name: &'static str,
+    port: u16,
+    max_connections: usize,
+    paused: AtomicBool,
+    /// A duplicate of the listening socket tiny_http accepts on: shutting it down wakes the
+    /// accept thread with an error, which ends it cleanly.
+    socket: Mutex<Option<TcpListener>>,
+    open: AtomicUsize,
+    closed_timeout: AtomicU64,
+    closed_evicted: AtomicU64,
+    pauses: AtomicU64,
+}
+
+/// Every gate, for the metrics.
+static GATES: Mutex<Vec<Weak<Gate>>> = Mutex::new(Vec::new());
+
+/// What the metrics show of one listener.
+pub struct GateStats {
+    pub name: &'static str,
+    pub open: usize,
+    pub paused: bool,
+    pub closed_timeout: u64,
+    pub closed_evicted: u64,
+    pub pauses: u64,
+}
+
+pub fn stats() -> Vec<GateStats> {
+    lock(&GATES)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|g| GateStats {
+            name: g.name,
+            open: g.open.load(Ordering::Relaxed),
+            paused: g.paused.load(Ordering::SeqCst),
+            closed_timeout: g.closed_timeout.load(Ordering::Relaxed),
+            closed_evicted: g.closed_evicted.load(Ordering::Relaxed),
+            pauses: g.pauses.load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
+impl Gate {
+    pub fn new(name: &'static str, port: u16, max_connections: usize) -> Arc<Gate> {
+        let gate = Arc::new(Gate {
+            name,
+            port,
+            max_connections: max_connections.max(1),
+            paused: AtomicBool::new(false),
+            socket: Mutex::new(None),
+            open: AtomicUsize::new(0),
+            closed_timeout: AtomicU64::new(0),
+            closed_evicted: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
+        });
+        let mut gates = lock(&GATES);
+        gates.retain(|g| g.strong_count() > 0);
+        gates.push(Arc::downgrade(&gate));
+        gate
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Remember the socket tiny_http is about to accept on. False while paused: the caller
+    /// drops the socket and waits (checked under the same lock as [`Gate::pause`]).
+    pub fn install(&self, socket: Option<TcpListener>) -> bool {
+        let mut slot = lock(&self.socket);
+        if socket.is_some() && self.is_paused() {
+            return false;
+        }
+        *slot = socket;
+        true
+    }
+
+    fn pause(&self, why: &str) {
+        let slot = lock(&self.socket);
+        if self.paused.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.pauses.fetch_add(1, Ordering::Relaxed);
+        if let Some(socket) = slot.as_ref() {
+            // SAFETY: shutdown(2) on a descriptor this gate owns (a dup of the listener).
+            unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+        log::warn!("event=listener_paused listener={} port={} {why} (new connections are refused until it eases)", self.name, self.port);
+    }
+
+    fn resume(&self) {
+        if self.paused.swap(false, Ordering::SeqCst) {
+            log::info!("event=listener_resuming listener={} port={}", self.name, self.port);
+        }
+    }
+}
+
+/// Start the guard thread of `gate`; it ends when `closing` is set.
+pub fn spawn(gate: Arc<Gate>, closing: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name(format!("guard-{}", gate.name)).stack_size(128 * 1024).spawn(move || {
+        while !closing.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK);
+            if let Err(e) = guard_tick(&gate) {
+                log::error!("event=connection_guard_stopped listener={} error={e} (connections are no longer bounded)", gate.name);
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+#[derive(Debug, PartialEq)]
+enum Why {
+    TimedOut,
+    Evicted,
+}
+
+/// One look at the connections: close those past their deadline, evict under pressure, pause
+/// or resume accepting.
+fn guard_tick(gate: &Gate) -> std::io::Result<()> {
+    let scan = scan(gate.port)?;
+    let now = Instant::now();
+    let limit = soft_fd_limit();
+    let free = limit.saturating_sub(scan.open_fds as u64);
+    let resume_at = gate.max_connections * RESUME_PERCENT / 100;
+
+    let mut to_close: Vec<(RawFd, SocketAddr, Why)> = Vec::new();
+    {
+        let mut conns = lock(&CONNS);
+        let header = timeouts().header;
+        let mut idle: Vec<(Instant, RawFd, SocketAddr)> = Vec::new();
+        for &(fd, peer) in &scan.conns {
+            let conn = conns.entry(peer).or_insert(Conn { phase: Phase::Waiting, since: now, deadline: now + header, seen: now });
+            conn.seen = now;
+            if conn.deadline <= now {
+                to_close.push((fd, peer, Why::TimedOut));
+            } else if conn.phase != Phase::Processing && now.duration_since(conn.since) >= EVICT_MIN_AGE {
+                idle.push((conn.since, fd, peer));
+            }
+        }
+        conns.retain(|_, c| now.duration_since(c.seen) < FORGET_AFTER);
+
+        let live = scan.conns.len() - to_close.len();
+        let over_connections = if live >= gate.max_connections { live - resume_at } else { 0 };
+        let short_fds = if free < FD_RESERVE { (2 * FD_RESERVE - free).div_ceil(2) as usize } else { 0 };
+        idle.sort_unstable_by_key(|&(since, _, _)| since);
+        let evict = over_connections.max(short_fds);
+        to_close.extend(idle.into_iter().take(evict).map(|(_, fd, peer)| (fd, peer, Why::Evicted)));
+    }
+
+    let mut closed = 0;
+    for (fd, peer, why) in &to_close {
+        if !still_the_connection(*fd, gate.port, peer) {
+            continue;
+        }
+        // SAFETY: shutdown(2) on a descriptor just verified to be this connection's socket; it
+        // only ends the connection, tiny_http's thread still owns and closes the descriptor.
+        unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+        closed += 1;
+        let counter = if *why == Why::TimedOut { &gate.closed_timeout } else { &gate.closed_evicted };
+        counter.fetch_add(1, Ordering::Relaxed);
+        log::debug!("event=connection_closed listener={} peer={peer} reason={why:?}", gate.name);
+    }
+    if closed > 0 {
+        let evicted = to_close.iter().filter(|(_, _, w)| *w == Why::Evicted).count();
+        log::info!(
+            "event=connections_closed listener={} closed={closed} evicted={evicted} open={} max={} free_fds={free}",
+            gate.name,
+            scan.conns.len() - closed,
+            gate.max_connections
+        );
+    }
+
+    let live = scan.conns.len() - closed;
+    // A closed connection frees its socket and tiny_http's duplicate of it.
+    let free = free + 2 * closed as u64;
+    gate.open.store(live, Ordering::Relaxed);
+    if !gate.is_paused() {
+        if live >= gate.max_connections {
+            gate.pause(&format!("reason=connections open={live} max={}", gate.max_connections));
+        } else if free < FD_RESERVE {
+            gate.pause(&format!("reason=descriptors free={free} limit={limit}"));
+        }
+    } else if live < resume_at.max(1) && free >= 2 * FD_RESERVE {
+        gate.resume();
+    }
+    Ok(())
+}
+
+/// The listener's connections (one descriptor each; tiny_http holds two per connection) and
+/// how many descriptors the process has open.
+struct Scan {
+    open_fds: usize,
+    conns: Vec<(RawFd, SocketAddr)>,
+}
+
+fn scan(port: u16) -> std::io::Result<Scan> {
+    let mut open_fds = 0;
+    let mut peers = HashSet::new();
+    let mut conns = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(entry) = entry else { continue };
+        open_fds += 1;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else { continue };
+        if local_addr(fd).map(|a| a.port()) != Some(port) {
+            continue;
+        }
+        // The listening socket itself has no peer.
+        if let Some(peer) = peer_addr(fd) {
+            if peers.insert(peer) {
+                conns.push((fd, peer));
+            }
+        }
+    }
+    Ok(Scan { open_fds, conns })
+}
+
+/// Descriptors are reused at once: check again right before a shutdown that `fd` is still
+/// this listener's connection to `peer`.
+fn still_the_connection(fd: RawFd, port: u16, peer: &SocketAddr) -> bool {
+    local_addr(fd).map(|a| a.port()) == Some(port) && peer_addr(fd).as_ref() == Some(peer)
+}
+
+fn local_addr(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: getsockname writes at most `len` bytes into the storage.
+    sock_addr(|addr, len| unsafe { libc::getsockname(fd, addr, len) })
+}
+
+fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: getpeername writes at most `len` bytes into the storage.
+    sock_addr(|addr, len| unsafe { libc::getpeername(fd, addr, len) })
+}
+
+fn sock_addr(call: impl FnOnce(*mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int) -> Option<SocketAddr> {
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    if call(&mut storage as *mut _ as *mut libc::sockaddr, &mut len) != 0 {
+        return None;
+    }
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(&storage as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(&storage as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` now (an operator may change it while meshd runs).
+fn soft_fd_limit() -> u64 {
+    // SAFETY: getrlimit fills the struct.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    limit.rlim_cur as u64
+}
+
+/// Raise the soft descriptor limit to the hard one, as Go programs do at start (the incumbent
+/// gets this from its runtime); returns (soft, hard) as they are afterwards.
+pub fn raise_fd_limit() -> (u64, u64) {
+    // SAFETY: getrlimit/setrlimit read and write the struct only.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return (0, 0);
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        (limit.rlim_cur as u64, limit.rlim_max as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    #[test]
+    fn a_scan_finds_the_listeners_connections_by_peer_and_nothing_else() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _unrelated = TcpStream::connect(other.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        let _dup = server_side.try_clone().unwrap();
+        let scan = scan(port).unwrap();
+        assert_eq!(scan.conns.len(), 1, "{:?}", scan.conns);
+        assert_eq!(scan.conns[0].1, peer);
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert!(scan.open_fds >= 5);
+    }
+
+    #[test]
+    fn still_the_connection_rejects_a_reused_descriptor() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        let fd = server_side.as_raw_fd();
+        assert!(still_the_connection(fd, port, &peer));
+        assert!(!still_the_connection(fd, port + 1, &peer));
+        let other_peer = SocketAddr::from(([127, 0, 0, 1], peer.port().wrapping_add(1)));
+        assert!(!still_the_connection(fd, port, &other_peer));
+        assert!(!still_the_connection(listener.as_raw_fd(), port, &peer), "the listener has no peer");
+    }
+
+    #[test]
+    fn shutting_down_the_listening_socket_wakes_a_blocked_accept_with_an_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let control = listener.try_clone().unwrap();
+        let accepting = std::thread::spawn(move || listener.accept().map(|_| ()));
+        std::thread::sleep(Duration::from_millis(100));
+        unsafe { libc::shutdown(control.as_raw_fd(), libc::SHUT_RDWR) };
+        assert!(accepting.join().unwrap().is_err());
+    }
+
+    #[test]
+    fn request_progress_moves_the_deadline_as_go_would() {
+        set_timeouts(Timeouts::GO_DEFAULTS);
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let get = || *lock(&CONNS).get(&peer).unwrap();
+        request_started(Some(&peer), true);
+        let reading = get();
+        assert_eq!(reading.phase, Phase::Reading);
+        assert_eq!(reading.deadline - reading.since, Timeouts::GO_DEFAULTS.read);
+        std::thread::sleep(Duration::from_millis(5));
+        body_read(Some(&peer));
+        let processing = get();
+        assert_eq!(processing.since, reading.since, "the write deadline counts from the head");
+        assert_eq!(processing.deadline - processing.since, Timeouts::GO_DEFAULTS.write);
+        request_done(Some(&peer));
+        let idle = get();
+        assert_eq!(idle.phase, Phase::Waiting);
+        assert!(idle.since > processing.since);
+        assert_eq!(idle.deadline - idle.since, Timeouts::GO_DEFAULTS.read);
+        lock(&CONNS).remove(&peer);
+    }
+
+    #[test]
+    fn the_write_deadline_never_cuts_off_the_client_rpc_timeout_answer() {
+        let mut s = Settings::default();
+        s.client_rpc_timeout = 120_000;
+        s.client_rpc_write_timeout = 90_000;
+        assert_eq!(Timeouts::from_settings(&s).write, Duration::from_millis(121_000));
+        s.client_rpc_write_timeout = 200_000;
+        assert_eq!(Timeouts::from_settings(&s).write, Duration::from_millis(200_000));
+    }
+
+    #[test]
+    fn a_guard_tick_closes_a_connection_past_its_deadline_and_spares_the_others() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Gate::new("test", port, 100);
+        let mut stale = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_stale_server, stale_peer) = listener.accept().unwrap();
+        let mut fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_fresh_server, _) = listener.accept().unwrap();
+        // The stale one has been idle past its deadline.
+        let past = Instant::now() - Duration::from_secs(1);
+        lock(&CONNS).insert(stale_peer, Conn { phase: Phase::Waiting, since: past, deadline: past, seen: Instant::now() });
+        guard_tick(&gate).unwrap();
+        stale.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert_eq!(stale.read(&mut [0u8; 1]).unwrap(), 0, "the stale connection sees EOF");
+        fresh.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        assert!(fresh.read(&mut [0u8; 1]).is_err(), "the fresh connection stays open");
+        fresh.write_all(b"x").unwrap();
+        assert_eq!(gate.closed_timeout.load(Ordering::Relaxed), 1);
+        assert_eq!(gate.open.load(Ordering::Relaxed), 1);
+        assert!(!gate.is_paused());
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_idle_connections_go_first_and_busy_ones_stay() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Gate::new("test-cap", port, 4);
+        let now = Instant::now();
+        let mut clients = Vec::new();
+        let mut servers = Vec::new();
+        for age in [5u64, 4, 3, 2, 1] {
+            let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            let since = now - Duration::from_secs(age) - EVICT_MIN_AGE;
+            // The oldest is busy (its request is being answered): it must stay.
+            let phase = if age == 5 { Phase::Processing } else { Phase::Waiting };
+            lock(&CONNS).insert(peer, Conn { phase, since, deadline: now + Duration::from_secs(60), seen: now });
+            clients.push(client);
+            servers.push(server);
+        }
+        guard_tick(&gate).unwrap();
+        // 5 open, cap 4: down to 90 % of 4 = 3, so the two oldest idle ones (ages 4 and 3) go.
+        let closed: Vec<bool> = clients
+            .iter_mut()
+            .map(|c| {
+                c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                matches!(c.read(&mut [0u8; 1]), Ok(0))
+            })
+            .collect();
+        assert_eq!(closed, [false, true, true, false, false]);
+        assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 2);
+        assert!(!gate.is_paused(), "eviction was enough");
+    }
+
+    #[test]
+    fn a_cap_that_eviction_cannot_meet_pauses_the_listener_until_it_eases() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Gate::new("test-pause", port, 2);
+        assert!(gate.install(Some(listener.try_clone().unwrap())));
+        let clients: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+        let servers: Vec<_> = (0..2).map(|_| listener.accept().unwrap()).collect();
+        // Both are brand new: too young to evict, so the listener pauses.
+        guard_tick(&gate).unwrap();
+        assert!(gate.is_paused());
+        assert!(!gate.install(Some(listener.try_clone().unwrap())), "no new socket while paused");
+        assert!(listener.accept().is_err(), "the shut-down listener accepts nothing");
+        drop(clients);
+        drop(servers);
+        guard_tick(&gate).unwrap();
+        assert!(!gate.is_paused(), "resumed once the connections closed");
+        assert_eq!(gate.pauses.load(Ordering::Relaxed), 1);
+    }
+}
