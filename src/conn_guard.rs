@@ -24,6 +24,13 @@ use crate::config::settings::Settings;
 
 /// How often a guard looks at its listener's connections.
 pub const TICK: Duration = Duration::from_millis(200);
+/// How often it checks the process's thread count, which moves faster than a scan can follow
+/// under a connection flood (tiny_http starts a thread per accepted connection).
+const THREAD_CHECK: Duration = Duration::from_millis(25);
+/// Threads meshd runs besides connection threads (executor, blocking pool, metrics workers,
+/// guards, body readers of a few uploads): accepting pauses at `client_max_connections` plus
+/// this many threads, whatever the connection count says.
+const THREAD_MARGIN: usize = 64;
 /// Descriptors kept free for the queue, outbound calls and logs: below this, accepting pauses.
 pub const FD_RESERVE: u64 = 32;
 /// A connection younger than this is never evicted (a client that just connected is about to
@@ -32,6 +39,9 @@ const EVICT_MIN_AGE: Duration = Duration::from_secs(1);
 /// Accepting resumes below this share of `client_max_connections` (per cent), so a listener at
 /// the cap does not flap every tick.
 const RESUME_PERCENT: usize = 90;
+/// Under pressure (at the cap, short of descriptors, or paused) idle connections are closed
+/// down to this share (per cent), leaving room for new clients once accepting resumes.
+const EVICT_TO_PERCENT: usize = 80;
 /// A table entry not refreshed by a scan or a request for this long belongs to a closed
 /// connection.
 const FORGET_AFTER: Duration = Duration::from_secs(5);
@@ -144,6 +154,8 @@ pub struct Gate {
     /// accept thread with an error, which ends it cleanly.
     socket: Mutex<Option<TcpListener>>,
     open: AtomicUsize,
+    /// The process's thread count at the last check (0 until the guard thread runs).
+    threads: AtomicUsize,
     closed_timeout: AtomicU64,
     closed_evicted: AtomicU64,
     pauses: AtomicU64,
@@ -186,6 +198,7 @@ impl Gate {
             paused: AtomicBool::new(false),
             socket: Mutex::new(None),
             open: AtomicUsize::new(0),
+            threads: AtomicUsize::new(0),
             closed_timeout: AtomicU64::new(0),
             closed_evicted: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
@@ -234,8 +247,19 @@ impl Gate {
 /// Start the guard thread of `gate`; it ends when `closing` is set.
 pub fn spawn(gate: Arc<Gate>, closing: Arc<AtomicBool>) -> std::io::Result<()> {
     std::thread::Builder::new().name(format!("guard-{}", gate.name)).stack_size(128 * 1024).spawn(move || {
+        let checks_per_tick = (TICK.as_millis() / THREAD_CHECK.as_millis()).max(1) as u32;
+        let mut check = 0u32;
         while !closing.load(Ordering::SeqCst) {
-            std::thread::sleep(TICK);
+            std::thread::sleep(THREAD_CHECK);
+            let threads = process_threads();
+            gate.threads.store(threads, Ordering::Relaxed);
+            if threads >= gate.max_connections + THREAD_MARGIN && !gate.is_paused() {
+                gate.pause(&format!("reason=threads threads={threads} max={}", gate.max_connections + THREAD_MARGIN));
+            }
+            check += 1;
+            if check % checks_per_tick != 0 {
+                continue;
+            }
             if let Err(e) = guard_tick(&gate) {
                 log::error!("event=connection_guard_stopped listener={} error={e} (connections are no longer bounded)", gate.name);
                 return;
@@ -277,7 +301,8 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
         conns.retain(|_, c| now.duration_since(c.seen) < FORGET_AFTER);
 
         let live = scan.conns.len() - to_close.len();
-        let over_connections = if live >= gate.max_connections { live - resume_at } else { 0 };
+        let pressured = gate.is_paused() || live >= gate.max_connections;
+        let over_connections = if pressured { live.saturating_sub(gate.max_connections * EVICT_TO_PERCENT / 100) } else { 0 };
         let short_fds = if free < FD_RESERVE { (2 * FD_RESERVE - free).div_ceil(2) as usize } else { 0 };
         idle.sort_unstable_by_key(|&(since, _, _)| since);
         let evict = over_connections.max(short_fds);
@@ -317,7 +342,7 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
         } else if free < FD_RESERVE {
             gate.pause(&format!("reason=descriptors free={free} limit={limit}"));
         }
-    } else if live < resume_at.max(1) && free >= 2 * FD_RESERVE {
+    } else if live < resume_at.max(1) && free >= 2 * FD_RESERVE && gate.threads.load(Ordering::Relaxed) < resume_at + THREAD_MARGIN {
         gate.resume();
     }
     Ok(())
@@ -392,6 +417,14 @@ fn sock_addr(call: impl FnOnce(*mut libc::sockaddr, *mut libc::socklen_t) -> lib
         }
         _ => None,
     }
+}
+
+/// Threads of this process (`/proc/self/stat`, field 20); 0 if unreadable.
+fn process_threads() -> usize {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) is in parentheses and may contain spaces: count after it.
+    let after_name = stat.rfind(')').map(|i| &stat[i + 1..]).unwrap_or("");
+    after_name.split_whitespace().nth(17).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// The soft `RLIMIT_NOFILE` now (an operator may change it while meshd runs).
@@ -470,6 +503,22 @@ mod tests {
     }
 
     #[test]
+    fn the_thread_count_is_read_from_proc() {
+        let sleepers: Vec<_> = (0..3).map(|_| std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)))).collect();
+        let from_status = || -> usize {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
+        };
+        // Other tests start and end threads meanwhile: one agreeing pair of reads is enough.
+        let agree = (0..20).any(|_| process_threads() == from_status());
+        assert!(agree, "stat says {}, status says {}", process_threads(), from_status());
+        assert!(process_threads() >= 4);
+        for s in sleepers {
+            s.join().unwrap();
+        }
+    }
+
+    #[test]
     fn request_progress_moves_the_deadline_as_go_would() {
         set_timeouts(Timeouts::GO_DEFAULTS);
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -543,7 +592,7 @@ mod tests {
             servers.push(server);
         }
         guard_tick(&gate).unwrap();
-        // 5 open, cap 4: down to 90 % of 4 = 3, so the two oldest idle ones (ages 4 and 3) go.
+        // 5 open, cap 4: down to 80 % of 4 = 3, so the two oldest idle ones (ages 4 and 3) go.
         let closed: Vec<bool> = clients
             .iter_mut()
             .map(|c| {
@@ -554,6 +603,32 @@ mod tests {
         assert_eq!(closed, [false, true, true, false, false]);
         assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 2);
         assert!(!gate.is_paused(), "eviction was enough");
+    }
+
+    #[test]
+    fn a_paused_listener_evicts_idle_connections_until_it_can_resume() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Gate::new("test-paused", port, 10);
+        let now = Instant::now();
+        let mut pairs = Vec::new();
+        for age in 1..=9u64 {
+            let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            let since = now - EVICT_MIN_AGE - Duration::from_secs(age);
+            lock(&CONNS).insert(peer, Conn { phase: Phase::Waiting, since, deadline: now + Duration::from_secs(60), seen: now });
+            pairs.push((client, server));
+        }
+        // 9 open is under the cap of 10, but the listener is paused (say, by the thread check):
+        // idle ones go down to 80 % (8), which is under 90 %, so it resumes.
+        gate.pause("reason=test");
+        guard_tick(&gate).unwrap();
+        assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 1);
+        assert_eq!(gate.open.load(Ordering::Relaxed), 8);
+        assert!(!gate.is_paused());
+        // Not paused and under the cap: nothing more is evicted.
+        guard_tick(&gate).unwrap();
+        assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 1);
     }
 
     #[test]
