@@ -25,12 +25,10 @@ use crate::config::settings::Settings;
 /// How often a guard looks at its listener's connections.
 pub const TICK: Duration = Duration::from_millis(200);
 /// How often it checks the process's thread count, which moves faster than a scan can follow
-/// under a connection flood (tiny_http starts a thread per accepted connection).
+/// under a connection flood: tiny_http starts a thread for each accepted connection once its
+/// idle threads are taken, so threads started since the last scan are connections it has not
+/// seen yet.
 const THREAD_CHECK: Duration = Duration::from_millis(25);
-/// Threads meshd runs besides connection threads (executor, blocking pool, metrics workers,
-/// guards, body readers of a few uploads): accepting pauses at `client_max_connections` plus
-/// this many threads, whatever the connection count says.
-const THREAD_MARGIN: usize = 64;
 /// Descriptors kept free for the queue, outbound calls and logs: below this, accepting pauses.
 pub const FD_RESERVE: u64 = 32;
 /// A connection younger than this is never evicted (a client that just connected is about to
@@ -154,8 +152,8 @@ pub struct Gate {
     /// accept thread with an error, which ends it cleanly.
     socket: Mutex<Option<TcpListener>>,
     open: AtomicUsize,
-    /// The process's thread count at the last check (0 until the guard thread runs).
-    threads: AtomicUsize,
+    /// The process's thread count when the last scan began.
+    threads_at_scan: AtomicUsize,
     closed_timeout: AtomicU64,
     closed_evicted: AtomicU64,
     pauses: AtomicU64,
@@ -198,7 +196,7 @@ impl Gate {
             paused: AtomicBool::new(false),
             socket: Mutex::new(None),
             open: AtomicUsize::new(0),
-            threads: AtomicUsize::new(0),
+            threads_at_scan: AtomicUsize::new(0),
             closed_timeout: AtomicU64::new(0),
             closed_evicted: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
@@ -248,13 +246,14 @@ impl Gate {
 pub fn spawn(gate: Arc<Gate>, closing: Arc<AtomicBool>) -> std::io::Result<()> {
     std::thread::Builder::new().name(format!("guard-{}", gate.name)).stack_size(128 * 1024).spawn(move || {
         let checks_per_tick = (TICK.as_millis() / THREAD_CHECK.as_millis()).max(1) as u32;
+        gate.threads_at_scan.store(process_threads(), Ordering::Relaxed);
         let mut check = 0u32;
         while !closing.load(Ordering::SeqCst) {
             std::thread::sleep(THREAD_CHECK);
-            let threads = process_threads();
-            gate.threads.store(threads, Ordering::Relaxed);
-            if threads >= gate.max_connections + THREAD_MARGIN && !gate.is_paused() {
-                gate.pause(&format!("reason=threads threads={threads} max={}", gate.max_connections + THREAD_MARGIN));
+            let new_threads = process_threads().saturating_sub(gate.threads_at_scan.load(Ordering::Relaxed));
+            let estimate = gate.open.load(Ordering::Relaxed) + new_threads;
+            if estimate >= gate.max_connections && !gate.is_paused() {
+                gate.pause(&format!("reason=connections open_estimate={estimate} max={} (threads started since the last look)", gate.max_connections));
             }
             check += 1;
             if check % checks_per_tick != 0 {
@@ -278,6 +277,7 @@ enum Why {
 /// One look at the connections: close those past their deadline, evict under pressure, pause
 /// or resume accepting.
 fn guard_tick(gate: &Gate) -> std::io::Result<()> {
+    let threads_at_scan = process_threads();
     let scan = scan(gate.port)?;
     let now = Instant::now();
     let limit = soft_fd_limit();
@@ -336,13 +336,14 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
     // A closed connection frees its socket and tiny_http's duplicate of it.
     let free = free + 2 * closed as u64;
     gate.open.store(live, Ordering::Relaxed);
+    gate.threads_at_scan.store(threads_at_scan, Ordering::Relaxed);
     if !gate.is_paused() {
         if live >= gate.max_connections {
             gate.pause(&format!("reason=connections open={live} max={}", gate.max_connections));
         } else if free < FD_RESERVE {
             gate.pause(&format!("reason=descriptors free={free} limit={limit}"));
         }
-    } else if live < resume_at.max(1) && free >= 2 * FD_RESERVE && gate.threads.load(Ordering::Relaxed) < resume_at + THREAD_MARGIN {
+    } else if live < resume_at.max(1) && free >= 2 * FD_RESERVE {
         gate.resume();
     }
     Ok(())
