@@ -4,10 +4,11 @@
 //! - each connection gets the deadlines of the Go server the config describes
 //!   (`client_rpc_read_header_timeout`, `_read_timeout`, `_write_timeout`); a connection past
 //!   its deadline is shut down, which ends its tiny_http thread;
-//! - at `client_max_connections`, or with fewer than [`FD_RESERVE`] descriptors left, the
-//!   oldest idle connections are closed first; if that is not enough the listener is paused —
-//!   its socket shut down, so new clients are refused at once instead of piling up — and the
-//!   listener binds again once back under the limits (see `listener.rs`).
+//! - at `client_max_connections` (lowered if the descriptor limit cannot afford it), or with
+//!   fewer than [`FD_RESERVE`] descriptors left, the oldest idle connections are closed first;
+//!   if that is not enough the listener is paused — its socket shut down, so new clients are
+//!   refused at once instead of piling up — and it binds again once back under the limits
+//!   (see `listener.rs`).
 //!
 //! tiny_http keeps its sockets to itself, so one guard thread per listener finds the
 //! listener's connections in `/proc/self/fd` every [`TICK`]; requests report their progress
@@ -31,6 +32,11 @@ pub const TICK: Duration = Duration::from_millis(200);
 const THREAD_CHECK: Duration = Duration::from_millis(25);
 /// Descriptors kept free for the queue, outbound calls and logs: below this, accepting pauses.
 pub const FD_RESERVE: u64 = 32;
+/// Descriptors kept free for connections tiny_http accepts between two looks (a burst can fill
+/// a 128-connection accept backlog at once, two descriptors each); when the descriptor limit
+/// cannot afford it next to `client_max_connections`, the cap shrinks (at most half of what is
+/// free goes to this reserve).
+const FD_BURST: u64 = 256;
 /// A connection younger than this is never evicted (a client that just connected is about to
 /// send its request).
 const EVICT_MIN_AGE: Duration = Duration::from_secs(1);
@@ -152,6 +158,8 @@ pub struct Gate {
     /// accept thread with an error, which ends it cleanly.
     socket: Mutex<Option<TcpListener>>,
     open: AtomicUsize,
+    /// `max_connections`, or fewer when the descriptor limit cannot afford it.
+    cap: AtomicUsize,
     /// The process's thread count when the last scan began.
     threads_at_scan: AtomicUsize,
     closed_timeout: AtomicU64,
@@ -197,6 +205,7 @@ impl Gate {
             socket: Mutex::new(None),
             open: AtomicUsize::new(0),
             threads_at_scan: AtomicUsize::new(0),
+            cap: AtomicUsize::new(max_connections.max(1)),
             closed_timeout: AtomicU64::new(0),
             closed_evicted: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
@@ -252,8 +261,9 @@ pub fn spawn(gate: Arc<Gate>, closing: Arc<AtomicBool>) -> std::io::Result<()> {
             std::thread::sleep(THREAD_CHECK);
             let new_threads = process_threads().saturating_sub(gate.threads_at_scan.load(Ordering::Relaxed));
             let estimate = gate.open.load(Ordering::Relaxed) + new_threads;
-            if estimate >= gate.max_connections && !gate.is_paused() {
-                gate.pause(&format!("reason=connections open_estimate={estimate} max={} (threads started since the last look)", gate.max_connections));
+            let cap = gate.cap.load(Ordering::Relaxed);
+            if estimate >= cap && !gate.is_paused() {
+                gate.pause(&format!("reason=connections open_estimate={estimate} max={cap} (threads started since the last look)"));
             }
             check += 1;
             if check % checks_per_tick != 0 {
@@ -282,7 +292,16 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
     let now = Instant::now();
     let limit = soft_fd_limit();
     let free = limit.saturating_sub(scan.open_fds as u64);
-    let resume_at = gate.max_connections * RESUME_PERCENT / 100;
+    let cap = gate.max_connections.min(affordable_connections(limit, scan.open_fds, scan.conns.len())).max(1);
+    if cap < gate.max_connections && gate.cap.load(Ordering::Relaxed) == gate.max_connections {
+        log::warn!(
+            "event=connection_cap_lowered listener={} cap={cap} client_max_connections={} fd_limit={limit} (raise LimitNOFILE / ulimit -n)",
+            gate.name,
+            gate.max_connections
+        );
+    }
+    gate.cap.store(cap, Ordering::Relaxed);
+    let resume_at = cap * RESUME_PERCENT / 100;
 
     let mut to_close: Vec<(RawFd, SocketAddr, Why)> = Vec::new();
     {
@@ -301,8 +320,8 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
         conns.retain(|_, c| now.duration_since(c.seen) < FORGET_AFTER);
 
         let live = scan.conns.len() - to_close.len();
-        let pressured = gate.is_paused() || live >= gate.max_connections;
-        let over_connections = if pressured { live.saturating_sub(gate.max_connections * EVICT_TO_PERCENT / 100) } else { 0 };
+        let pressured = gate.is_paused() || live >= cap;
+        let over_connections = if pressured { live.saturating_sub(cap * EVICT_TO_PERCENT / 100) } else { 0 };
         let short_fds = if free < FD_RESERVE { (2 * FD_RESERVE - free).div_ceil(2) as usize } else { 0 };
         idle.sort_unstable_by_key(|&(since, _, _)| since);
         let evict = over_connections.max(short_fds);
@@ -328,7 +347,7 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
             "event=connections_closed listener={} closed={closed} evicted={evicted} open={} max={} free_fds={free}",
             gate.name,
             scan.conns.len() - closed,
-            gate.max_connections
+            cap
         );
     }
 
@@ -338,8 +357,8 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
     gate.open.store(live, Ordering::Relaxed);
     gate.threads_at_scan.store(threads_at_scan, Ordering::Relaxed);
     if !gate.is_paused() {
-        if live >= gate.max_connections {
-            gate.pause(&format!("reason=connections open={live} max={}", gate.max_connections));
+        if live >= cap {
+            gate.pause(&format!("reason=connections open={live} max={cap}"));
         } else if free < FD_RESERVE {
             gate.pause(&format!("reason=descriptors free={free} limit={limit}"));
         }
@@ -347,6 +366,14 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
         gate.resume();
     }
     Ok(())
+}
+
+/// Connections the descriptor limit affords: two descriptors each (tiny_http duplicates every
+/// socket), after everything else the process holds, [`FD_RESERVE`] and a reserve for bursts.
+fn affordable_connections(limit: u64, open_fds: usize, conns: usize) -> usize {
+    let others = (open_fds as u64).saturating_sub(2 * conns as u64);
+    let spare = limit.saturating_sub(others + FD_RESERVE);
+    ((spare - FD_BURST.min(spare / 2)) / 2).try_into().unwrap_or(usize::MAX)
 }
 
 /// The listener's connections (one descriptor each; tiny_http holds two per connection) and
@@ -504,6 +531,19 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_cap_fits_the_descriptor_limit() {
+        // systemd's LimitNOFILE=65536: the configured cap is far below what it affords.
+        assert!(affordable_connections(65_536, 1_100, 512) > 30_000);
+        // 1,024 descriptors, 40 held besides 100 connections: (1024 - 40 - 32 - 256) / 2.
+        assert_eq!(affordable_connections(1_024, 240, 100), 348);
+        // 256: the burst reserve takes at most half of what is spare.
+        assert_eq!(affordable_connections(256, 40, 0), 46);
+        // Nothing spare.
+        assert_eq!(affordable_connections(50, 60, 0), 0);
+        assert!(affordable_connections(u64::MAX, 10, 0) > 1 << 40);
+    }
+
+    #[test]
     fn the_thread_count_is_read_from_proc() {
         let sleepers: Vec<_> = (0..3).map(|_| std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)))).collect();
         let from_status = || -> usize {
@@ -543,9 +583,7 @@ mod tests {
 
     #[test]
     fn the_write_deadline_never_cuts_off_the_client_rpc_timeout_answer() {
-        let mut s = Settings::default();
-        s.client_rpc_timeout = 120_000;
-        s.client_rpc_write_timeout = 90_000;
+        let mut s = Settings { client_rpc_timeout: 120_000, client_rpc_write_timeout: 90_000, ..Settings::default() };
         assert_eq!(Timeouts::from_settings(&s).write, Duration::from_millis(121_000));
         s.client_rpc_write_timeout = 200_000;
         assert_eq!(Timeouts::from_settings(&s).write, Duration::from_millis(200_000));
