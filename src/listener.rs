@@ -116,6 +116,10 @@ fn hand_off(
                             *slot = Some(Arc::new(server));
                             break;
                         }
+                        // Paused again between the check and the bind: wait as paused.
+                        Err(_) if gate.is_paused() => {
+                            gate.install(None);
+                        }
                         Err(e) => {
                             gate.install(None);
                             log::error!("event=listener_rebind_failed addr={addr} error={e} retry_ms={}", wait.as_millis());

@@ -117,6 +117,9 @@ fn init_logging(log_level: &str) -> Result<(), String> {
         .with_module_level("ureq", clients)
         .with_module_level("ureq_proto", clients)
         .with_module_level("rustls", clients)
+        // tiny_http's one error line ("Error accepting new client") repeats what the listener
+        // logs with context (event=listener_failed / listener_paused).
+        .with_module_level("tiny_http", log::LevelFilter::Off)
         .with_utc_timestamps()
         .init()
         .map_err(|e| format!("cannot start logging: {e}"))?;
