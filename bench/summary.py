@@ -55,7 +55,10 @@ def main():
                 text = line(e)
             except (KeyError, TypeError, IndexError) as err:
                 text = f"(incomplete: {err!r})"
-            print(f"{e['date'][:16]} {e['commit']} {e['build']:7} {e['scenario']:10} {text}")
+            build = "override" if e.get("meshd_override") else e["build"]
+            print(f"{e['date'][:16]} {e['commit']} {build:7} {e['scenario']:10} {text}")
+            if e.get("meshd_override"):
+                print(f"    (meshd_override: {e['meshd_override']})")
 
 
 if __name__ == "__main__":

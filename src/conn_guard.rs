@@ -612,6 +612,16 @@ mod tests {
         assert!(!gate.is_paused());
     }
 
+    /// A connection to `listener` (client side, server side) that has been in `phase` for
+    /// `age` seconds beyond the eviction minimum.
+    fn connect_aged(listener: &TcpListener, now: Instant, age: u64, phase: Phase) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let since = now - EVICT_MIN_AGE - Duration::from_secs(age);
+        lock(&CONNS).insert(peer, Conn { phase, since, deadline: now + Duration::from_secs(60), seen: now });
+        (client, server)
+    }
+
     #[test]
     fn at_the_cap_the_oldest_idle_connections_go_first_and_busy_ones_stay() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -621,12 +631,9 @@ mod tests {
         let mut clients = Vec::new();
         let mut servers = Vec::new();
         for age in [5u64, 4, 3, 2, 1] {
-            let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let (server, peer) = listener.accept().unwrap();
-            let since = now - Duration::from_secs(age) - EVICT_MIN_AGE;
             // The oldest is busy (its request is being answered): it must stay.
             let phase = if age == 5 { Phase::Processing } else { Phase::Waiting };
-            lock(&CONNS).insert(peer, Conn { phase, since, deadline: now + Duration::from_secs(60), seen: now });
+            let (client, server) = connect_aged(&listener, now, age, phase);
             clients.push(client);
             servers.push(server);
         }
@@ -650,14 +657,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let gate = Gate::new("test-paused", port, 10);
         let now = Instant::now();
-        let mut pairs = Vec::new();
-        for age in 1..=9u64 {
-            let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let (server, peer) = listener.accept().unwrap();
-            let since = now - EVICT_MIN_AGE - Duration::from_secs(age);
-            lock(&CONNS).insert(peer, Conn { phase: Phase::Waiting, since, deadline: now + Duration::from_secs(60), seen: now });
-            pairs.push((client, server));
-        }
+        let _pairs: Vec<_> = (1..=9u64).map(|age| connect_aged(&listener, now, age, Phase::Waiting)).collect();
         // 9 open is under the cap of 10, but the listener is paused (say, by the thread check):
         // idle ones go down to 80 % (8), which is under 90 %, so it resumes.
         gate.pause("reason=test");
