@@ -153,6 +153,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Identity-state tracker (transitions per servicer address, persisted).
     pub states: States,
+    /// The Spacemesh gateway, when configured (its counters go to the Prometheus exposition).
+    pub spacemesh: RefCell<Option<Rc<crate::spacemesh::State>>>,
 }
 
 impl App {
@@ -198,6 +200,7 @@ impl App {
             check_interval,
             active_requests: Cell::new(0),
             proxy_cursor: Cell::new(0),
+            spacemesh: RefCell::new(None),
             settings: s,
         }
     }

@@ -50,7 +50,8 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         }
         // Spacemesh node-service gateway (issue F): own listeners and tasks, same queue Env.
         if let Some(spacemesh) = &loaded.spacemesh {
-            crate::spacemesh::start(ex, spacemesh, store.clone(), loaded.settings.client_max_connections as usize)?;
+            let started = crate::spacemesh::start(ex, spacemesh, store.clone(), loaded.settings.client_max_connections as usize)?;
+            *app.spacemesh.borrow_mut() = Some(started.state);
         }
         let ids: Vec<u64> = app.fleet().nodes.iter().map(|n| n.id()).collect();
         for &id in &ids {

@@ -217,7 +217,7 @@ fn escape(value: &str) -> String {
     out
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> String {
     let mut out = String::from("{");
     for (i, (name, value)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -229,7 +229,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -261,6 +261,8 @@ fn strip_braces(s: &str) -> &str {
 /// Live values read outside the registry at scrape time.
 pub struct Snapshot {
     pub queue: Result<QueueStats, String>,
+    /// Stored publishes of the Spacemesh gateway, when it runs.
+    pub spacemesh_queue: Option<Result<crate::spacemesh::publish_queue::QueueCounts, String>>,
 }
 
 impl Metrics {
@@ -387,6 +389,9 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
     let _ = writeln!(out, "meshd_servicers{moniker} {}", fleet.servicer_count());
 
     render_listeners(&mut out, &app.metrics.moniker);
+    if let Some(spacemesh) = app.spacemesh.borrow().as_ref() {
+        crate::spacemesh::metrics::render(&mut out, &app.metrics.moniker, spacemesh, snapshot.spacemesh_queue.as_ref());
+    }
 
     for (field, help, value) in app.counters.export() {
         let name = format!("meshd_{field}_total");
@@ -423,8 +428,9 @@ pub type ScrapeRequest = mpsc::SyncSender<String>;
 pub async fn answer_scrapes(app: Rc<App>, requests: async_channel::Receiver<ScrapeRequest>) {
     while let Ok(reply) = requests.recv().await {
         let store = app.queue.store().clone();
-        let queue = smol::unblock(move || store.stats()).await;
-        let text = render(&app, &Snapshot { queue });
+        let spacemesh_queue = app.spacemesh.borrow().as_ref().map(|s| s.queue.clone());
+        let (queue, spacemesh_queue) = smol::unblock(move || (store.stats(), spacemesh_queue.map(|q| q.counts()))).await;
+        let text = render(&app, &Snapshot { queue, spacemesh_queue });
         let _ = reply.try_send(text);
     }
 }

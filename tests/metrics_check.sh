@@ -2,8 +2,9 @@
 # Prometheus exposition check (issue D): scrape a live meshd stack (simulators + the meshd
 # binary, via tests/ops.rs, which writes the scrape to target/tmp/metrics-scrape.txt) and run
 # the real `promtool check metrics` (Debian package `prometheus`, installed if missing) on it.
-# Then check that every metric the Grafana dashboard (config/grafana/meshd.json) queries is in
-# the scrape and that every query honours the `region` template variable.
+# The same for a Spacemesh gateway's scrape (tests/spacemesh.rs). Then check that every metric
+# the Grafana dashboard (config/grafana/meshd.json) queries is in one of the scrapes and that
+# every query honours the `region` template variable.
 #
 # promtool's linter flags exactly two families, on purpose: `pocketcore_geo_mesh_relay_count`
 # and `pocketcore_geo_mesh_error_count` are counters without a `_total` suffix. Those are the
@@ -51,15 +52,26 @@ fi
 [ -z "$out" ] || { echo "metrics_check: promtool printed: $out"; exit 1; }
 echo "metrics_check: promtool on the rest of the scrape: clean"
 
+# 2b. A Spacemesh gateway's scrape (meshd_spacemesh_*), from tests/spacemesh.rs: lint-clean too.
+cargo test --locked --test spacemesh publishes_survive_a_node_outage -- --exact
+sm_scrape=target/tmp/metrics-scrape-spacemesh.txt
+grep -q '^meshd_spacemesh_publishes_total' "$sm_scrape" || { echo "metrics_check: no Spacemesh families in $sm_scrape"; exit 1; }
+if ! out=$(promtool check metrics < "$sm_scrape" 2>&1); then
+  echo "metrics_check: promtool findings on the Spacemesh scrape:"; echo "$out"; exit 1
+fi
+[ -z "$out" ] || { echo "metrics_check: promtool printed on the Spacemesh scrape: $out"; exit 1; }
+echo "metrics_check: promtool on the Spacemesh gateway scrape: clean ($(grep -c '^meshd_spacemesh_' "$sm_scrape") samples)"
+
 # 3. The dashboard.
-python3 - "$scrape" config/grafana/meshd.json <<'PY'
+python3 - "$scrape" config/grafana/meshd.json "$sm_scrape" <<'PY'
 import json, re, sys
-scrape, path = sys.argv[1], sys.argv[2]
+scrape, path, sm_scrape = sys.argv[1], sys.argv[2], sys.argv[3]
 families = set()
-for line in open(scrape):
-    m = re.match(r"# TYPE (\S+) (\S+)", line)
-    if m:
-        families.add(m.group(1))
+for f in (scrape, sm_scrape):  # the relay node's scrape and a Spacemesh gateway's
+    for line in open(f):
+        m = re.match(r"# TYPE (\S+) (\S+)", line)
+        if m:
+            families.add(m.group(1))
 dash = json.load(open(path))
 variables = {v["name"]: v for v in dash["templating"]["list"]}
 assert "region" in variables, "the dashboard needs a region template variable"
@@ -80,4 +92,4 @@ if problems:
     print("\n".join(problems)); sys.exit(1)
 print(f"metrics_check: dashboard OK: {len(dash['panels'])} panels, {len(exprs)} queries, {len(used)} metric families, all filtered by region")
 PY
-echo "metrics_check: 3 passed, 0 failed"
+echo "metrics_check: 4 passed, 0 failed"

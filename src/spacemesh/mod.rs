@@ -16,6 +16,7 @@
 pub mod delivery;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod publish_queue;
 pub mod upstream;
