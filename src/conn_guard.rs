@@ -46,6 +46,11 @@ const RESUME_PERCENT: usize = 90;
 /// Under pressure (at the cap, short of descriptors, or paused) idle connections are closed
 /// down to this share (per cent), leaving room for new clients once accepting resumes.
 const EVICT_TO_PERCENT: usize = 80;
+/// A connection whose request bytes sit unread this long has no tiny_http thread: tiny_http
+/// hands a connection to a thread it believes idle, so under a burst several can queue behind
+/// one thread that is busy with another connection (bench/RESULTS.md finding 5). For each such
+/// connection the oldest idle connection that holds a thread is closed, which frees the thread.
+const STARVED_AFTER: Duration = Duration::from_millis(300);
 /// A table entry not refreshed by a scan or a request for this long belongs to a closed
 /// connection.
 const FORGET_AFTER: Duration = Duration::from_secs(5);
@@ -109,6 +114,8 @@ struct Conn {
     deadline: Instant,
     /// Last time a scan or a request showed the connection open.
     seen: Instant,
+    /// Since when scans have found request bytes unread in its socket.
+    unread_since: Option<Instant>,
 }
 
 /// Every guarded connection, by client address (unique per connection while it is open).
@@ -134,7 +141,7 @@ fn mark(peer: Option<&SocketAddr>, phase: Phase) {
     let now = Instant::now();
     let t = timeouts();
     let mut conns = lock(&CONNS);
-    let conn = conns.entry(*peer).or_insert(Conn { phase, since: now, deadline: now, seen: now });
+    let conn = conns.entry(*peer).or_insert(Conn { phase, since: now, deadline: now, seen: now, unread_since: None });
     if !(conn.phase == Phase::Reading && phase == Phase::Processing) {
         conn.since = now;
     }
@@ -307,14 +314,24 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
     {
         let mut conns = lock(&CONNS);
         let header = timeouts().header;
-        let mut idle: Vec<(Instant, RawFd, SocketAddr)> = Vec::new();
+        // (since, fd, peer, holds a thread)
+        let mut idle: Vec<(Instant, RawFd, SocketAddr, bool)> = Vec::new();
+        let mut starved = 0;
         for &(fd, peer) in &scan.conns {
-            let conn = conns.entry(peer).or_insert(Conn { phase: Phase::Waiting, since: now, deadline: now + header, seen: now });
+            let conn = conns.entry(peer).or_insert(Conn { phase: Phase::Waiting, since: now, deadline: now + header, seen: now, unread_since: None });
             conn.seen = now;
+            let age = now.duration_since(conn.since);
+            // Bytes waiting in the socket, scan after scan: nobody reads it (no thread, or a
+            // stalled one). One scan alone may catch a request a thread is about to read.
+            let unread = unread_bytes(fd) > 0;
+            conn.unread_since = if unread { conn.unread_since.or(Some(now)) } else { None };
+            let left_unread = conn.unread_since.is_some_and(|t| now.duration_since(t) >= STARVED_AFTER);
             if conn.deadline <= now {
                 to_close.push((fd, peer, Why::TimedOut));
-            } else if conn.phase != Phase::Processing && now.duration_since(conn.since) >= EVICT_MIN_AGE {
-                idle.push((conn.since, fd, peer));
+            } else if conn.phase == Phase::Waiting && left_unread {
+                starved += 1;
+            } else if conn.phase != Phase::Processing && age >= EVICT_MIN_AGE {
+                idle.push((conn.since, fd, peer, !unread));
             }
         }
         conns.retain(|_, c| now.duration_since(c.seen) < FORGET_AFTER);
@@ -323,9 +340,15 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
         let pressured = gate.is_paused() || live >= cap;
         let over_connections = if pressured { live.saturating_sub(cap * EVICT_TO_PERCENT / 100) } else { 0 };
         let short_fds = if free < FD_RESERVE { (2 * FD_RESERVE - free).div_ceil(2) as usize } else { 0 };
-        idle.sort_unstable_by_key(|&(since, _, _)| since);
-        let evict = over_connections.max(short_fds);
-        to_close.extend(idle.into_iter().take(evict).map(|(_, fd, peer)| (fd, peer, Why::Evicted)));
+        idle.sort_unstable_by_key(|&(since, ..)| since);
+        // Free a thread for each starved connection, then meet the cap and descriptor limits.
+        let relieve: Vec<usize> = (0..idle.len()).filter(|&i| idle[i].3).take(starved).collect();
+        let evict = over_connections.max(short_fds).saturating_sub(relieve.len());
+        let more: Vec<usize> = (0..idle.len()).filter(|i| !relieve.contains(i)).take(evict).collect();
+        to_close.extend(relieve.into_iter().chain(more).map(|i| (idle[i].1, idle[i].2, Why::Evicted)));
+        if starved > 0 {
+            log::debug!("event=connections_starved listener={} starved={starved}", gate.name);
+        }
     }
 
     let mut closed = 0;
@@ -402,6 +425,16 @@ fn scan(port: u16) -> std::io::Result<Scan> {
         }
     }
     Ok(Scan { open_fds, conns })
+}
+
+/// Bytes received on socket `fd` that nobody has read yet (0 if unknown).
+fn unread_bytes(fd: RawFd) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD as _, &mut n) } != 0 {
+        return 0;
+    }
+    n
 }
 
 /// Descriptors are reused at once: check again right before a shutdown that `fd` is still
@@ -600,7 +633,7 @@ mod tests {
         let (_fresh_server, _) = listener.accept().unwrap();
         // The stale one has been idle past its deadline.
         let past = Instant::now() - Duration::from_secs(1);
-        lock(&CONNS).insert(stale_peer, Conn { phase: Phase::Waiting, since: past, deadline: past, seen: Instant::now() });
+        lock(&CONNS).insert(stale_peer, Conn { phase: Phase::Waiting, since: past, deadline: past, seen: Instant::now(), unread_since: None });
         guard_tick(&gate).unwrap();
         stale.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         assert_eq!(stale.read(&mut [0u8; 1]).unwrap(), 0, "the stale connection sees EOF");
@@ -618,7 +651,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
         let since = now - EVICT_MIN_AGE - Duration::from_secs(age);
-        lock(&CONNS).insert(peer, Conn { phase, since, deadline: now + Duration::from_secs(60), seen: now });
+        lock(&CONNS).insert(peer, Conn { phase, since, deadline: now + Duration::from_secs(60), seen: now, unread_since: None });
         (client, server)
     }
 
@@ -649,6 +682,41 @@ mod tests {
         assert_eq!(closed, [false, true, true, false, false]);
         assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 2);
         assert!(!gate.is_paused(), "eviction was enough");
+    }
+
+    #[test]
+    fn a_connection_left_unread_frees_the_thread_of_the_oldest_idle_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Gate::new("test-starved", port, 100);
+        let now = Instant::now();
+        // Two idle connections whose threads read everything (nothing unread): ages 3 and 2.
+        let (mut oldest, _s1) = connect_aged(&listener, now, 3, Phase::Waiting);
+        let (mut younger, _s2) = connect_aged(&listener, now, 2, Phase::Waiting);
+        // One whose request nobody reads (queued behind a busy thread) for over 300 ms.
+        let (mut queued, _s3) = connect_aged(&listener, now, 0, Phase::Waiting);
+        queued.write_all(b"POST /v1/client/relay HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        assert!(wait_until_unread(&_s3));
+        // The first look only notes the unread bytes (a thread may be about to read them).
+        guard_tick(&gate).unwrap();
+        assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 0);
+        std::thread::sleep(STARVED_AFTER);
+        guard_tick(&gate).unwrap();
+        let is_closed = |c: &mut TcpStream| {
+            c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            matches!(c.read(&mut [0u8; 1]), Ok(0))
+        };
+        assert!(is_closed(&mut oldest), "the oldest idle connection gives its thread up");
+        assert!(!is_closed(&mut younger));
+        assert!(!is_closed(&mut queued), "the starved one is what the thread is for");
+        assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 1);
+    }
+
+    fn wait_until_unread(s: &TcpStream) -> bool {
+        (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            unread_bytes(s.as_raw_fd()) > 0
+        })
     }
 
     #[test]
