@@ -4,6 +4,8 @@
 //! - each connection gets the deadlines of the Go server the config describes
 //!   (`client_rpc_read_header_timeout`, `_read_timeout`, `_write_timeout`); a connection past
 //!   its deadline is shut down, which ends its tiny_http thread;
+//! - a connection whose request nobody reads (tiny_http queued it behind a busy thread) makes
+//!   the oldest idle connection give its thread up;
 //! - at `client_max_connections` (lowered if the descriptor limit cannot afford it), or with
 //!   fewer than [`FD_RESERVE`] descriptors left, the oldest idle connections are closed first;
 //!   if that is not enough the listener is paused — its socket shut down, so new clients are

@@ -183,3 +183,44 @@ fn stalled_uploads_do_not_starve_the_relay_path() {
         assert!(closed_by_peer(&mut s, left), "stalled upload {i} still open after {:?}\n{}", started.elapsed(), stack.log_tail());
     }
 }
+
+#[test]
+fn a_relay_queued_behind_idle_connections_is_not_left_waiting() {
+    // tiny_http hands each new connection to a thread it believes idle; in a burst, several
+    // queue behind one thread, which then serves an idle connection until it closes (50 s here,
+    // the default header deadline). meshd frees a thread for each connection left unread.
+    let mut stack = Stack::new("starved", 1_000_000, json!({}));
+    stack.start_meshd();
+    let agent = common::agent(Duration::from_secs(5));
+    assert!(matches!(send(&agent, &stack.url(), &stack.relay(1), &stack.servicer_key), Sent::Served(_)));
+    drop(agent);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut slowloris: Vec<TcpStream> = Vec::new();
+    let mut relays = Vec::new();
+    for round in 0..3 {
+        // A burst of idle clients, then a relay on a fresh connection, all at once.
+        for _ in 0..12 {
+            let mut s = TcpStream::connect(("127.0.0.1", stack.port)).unwrap();
+            s.write_all(b"POST /v1/client/relay HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+            slowloris.push(s);
+        }
+        let relay = stack.relay(10 + round);
+        let body = meshd::client::wire_json(&relay);
+        let mut s = TcpStream::connect(("127.0.0.1", stack.port)).unwrap();
+        let head = format!(
+            "POST /v1/client/relay HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        relays.push((Instant::now(), s));
+    }
+    for (i, (sent, mut s)) in relays.into_iter().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        let read = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "relay {i}: {read:?} after {:?}: {answer:?}\n{}", sent.elapsed(), stack.log_tail());
+        assert!(sent.elapsed() < Duration::from_secs(5), "relay {i} took {:?}", sent.elapsed());
+    }
+    drop(slowloris);
+}
