@@ -296,6 +296,35 @@ fn publishes_survive_a_node_outage() {
 }
 
 #[test]
+fn a_publish_no_node_takes_within_publish_max_age_expires() {
+    let mut a = node(true);
+    a.pause();
+    let mut gw = Gateway::new("expiry", section(&[&a], json!({ "publish_max_age": 2, "publish_retry_wait_max": 300 })));
+    gw.start();
+    gw.wait_state(0, "down");
+    let raw_atx = b"\x05an atx nobody takes".to_vec();
+    let (status, h, _) = post(&gw.url("/publish/ax1"), "application/octet-stream", &raw_atx);
+    assert_eq!((status, header(&h, "x-meshd-publish")), (200, Some("queued")));
+    assert!(
+        wait_until(Duration::from_secs(10), || gw.stats()["publishes"]["stored"]["expired"] == 1),
+        "not expired: {}\n{}",
+        gw.stats(),
+        gw.log_tail()
+    );
+    let stats = gw.stats();
+    assert_eq!(stats["publishes"]["expired"], 1);
+    assert_eq!(stats["publishes"]["stored"]["pending"], 0);
+    assert!(std::fs::read_to_string(&gw.log).unwrap().contains("event=spacemesh_publish_expired route=/publish/ax1"));
+    // The node comes back: the expired blob is not sent, and a re-send is still a duplicate.
+    a.resume().unwrap();
+    gw.wait_state(0, "ready");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(a.stats().published_count("ax1", &raw_atx), 0);
+    let (status, h, _) = post(&gw.url("/publish/ax1"), "application/octet-stream", &raw_atx);
+    assert_eq!((status, header(&h, "x-meshd-publish")), (200, Some("duplicate")));
+}
+
+#[test]
 fn queued_publish_is_delivered_exactly_once_after_sigkill() {
     let mut a = node(true);
     a.pause();
@@ -356,7 +385,7 @@ fn inline_delivery_reports_the_nodes_verdict() {
     assert_eq!((s, header(&h, "content-type")), (400, Some("plain/text")));
     std::thread::sleep(Duration::from_millis(1500));
     let stats = gw.stats();
-    assert_eq!(stats["publishes"]["stored"], json!({"pending": 0, "delivered": 1, "rejected": 1, "undecodable": 0}));
+    assert_eq!(stats["publishes"]["stored"], json!({"pending": 0, "delivered": 1, "rejected": 1, "expired": 0, "undecodable": 0}));
     assert_eq!(stats["publishes"]["delivered_inline"], 1);
     assert_eq!(a.stats().route("POST /activation/publish"), 2, "a rejected ATX is not retried");
 }

@@ -34,6 +34,9 @@ pub struct SpacemeshSettings {
     pub request_timeout: u64,
     /// Milliseconds: cap of the exponential backoff between delivery attempts of queued publishes.
     pub publish_retry_wait_max: u64,
+    /// Seconds a publish may wait for a synced node before it expires (default 14 days, a
+    /// mainnet epoch: an ATX not published within its epoch is worthless).
+    pub publish_max_age: u64,
 }
 
 impl Default for SpacemeshSettings {
@@ -48,6 +51,7 @@ impl Default for SpacemeshSettings {
             health_path: "/beacon/0".into(),
             request_timeout: 10_000,
             publish_retry_wait_max: 30_000,
+            publish_max_age: 14 * 24 * 3600,
         }
     }
 }
@@ -90,6 +94,7 @@ fn parse(map: &Map<String, Value>, file: &Path) -> Result<(SpacemeshSettings, Ve
             "publish_retry_wait_max" => {
                 s.publish_retry_wait_max = positive(value, "milliseconds").map_err(|m| err(key, format!("{m}, got {got}")))?
             }
+            "publish_max_age" => s.publish_max_age = positive(value, "seconds").map_err(|m| err(key, format!("{m}, got {got}")))?,
             "health_path" => match value.as_str() {
                 Some(p) if p.starts_with('/') && !p.chars().any(|c| c.is_whitespace() || c.is_control()) => {
                     s.health_path = p.to_string()
@@ -190,8 +195,8 @@ impl SpacemeshSettings {
         }
         let _ = writeln!(
             out,
-            "  health: GET {} every {} s; request timeout {} ms; publish retry wait max {} ms",
-            self.health_path, self.health_interval, self.request_timeout, self.publish_retry_wait_max
+            "  health: GET {} every {} s; request timeout {} ms; publish retry wait max {} ms; publish max age {} s",
+            self.health_path, self.health_interval, self.request_timeout, self.publish_retry_wait_max, self.publish_max_age
         );
         out
     }

@@ -1,8 +1,8 @@
 //! Delivers queued publishes: one loop walks the pending records oldest first and sends each
 //! to the pool (sticky synced node first, failover after). A round that reaches no node, or a
 //! node answering 5xx, reschedules the record with exponential backoff from 1 s (the Go
-//! client's `RetryWaitMin`, §1.2) capped at `publish_retry_wait_max`; records are never given
-//! up — an ATX stays useful for its whole epoch. When a node becomes synced again, every
+//! client's `RetryWaitMin`, §1.2) capped at `publish_retry_wait_max`; a record is given up only
+//! after `publish_max_age` (default 14 days: an ATX stays useful for its whole epoch). When a node becomes synced again, every
 //! pending record is tried at once, whatever its backoff says.
 //!
 //! Exactly-once delivery by content hash holds except for one window: if meshd dies after a
@@ -111,6 +111,31 @@ enum Woken {
     NewPublish,
 }
 
+/// Give up publishes no node took within `publish_max_age` (an ATX is worthless after its
+/// epoch); each is logged with what it waited for.
+async fn expire_old(st: &State) {
+    let q = st.queue.clone();
+    let now = now_ms();
+    let cut = now.saturating_sub(st.settings.publish_max_age.saturating_mul(1000));
+    match smol::unblock(move || q.expire(cut, now)).await {
+        Ok(expired) => {
+            for (hash, r) in &expired {
+                log::warn!(
+                    "event=spacemesh_publish_expired route={} client={} queued_ms_ago={} attempts={} last_error={:?} hash={} (no synced node took it within publish_max_age)",
+                    r.route.path(),
+                    r.client,
+                    now.saturating_sub(r.queued_at_ms),
+                    r.attempts,
+                    r.last_error,
+                    hex::encode(hash)
+                );
+            }
+            st.publishes.expired.set(st.publishes.expired.get() + expired.len() as u64);
+        }
+        Err(e) => log::error!("event=spacemesh_publish_expire_failed error={e:?}"),
+    }
+}
+
 /// The delivery loop (spawned once by `start`).
 pub async fn run(st: Rc<State>, woken: async_channel::Receiver<()>) {
     let retry_max = Duration::from_millis(st.settings.publish_retry_wait_max.max(1));
@@ -137,8 +162,15 @@ pub async fn run(st: Rc<State>, woken: async_channel::Receiver<()>) {
             }
         };
         let mut next_due: Option<u64> = None;
+        let max_age_ms = st.settings.publish_max_age.saturating_mul(1000);
+        if pending.iter().any(|(_, r)| now_ms().saturating_sub(r.queued_at_ms) > max_age_ms) {
+            expire_old(&st).await;
+        }
         for (hash, record) in pending {
             let now = now_ms();
+            if now.saturating_sub(record.queued_at_ms) > max_age_ms {
+                continue; // just expired
+            }
             if !catch_up && record.not_before_ms > now {
                 next_due = Some(next_due.map_or(record.not_before_ms, |t| t.min(record.not_before_ms)));
                 continue;

@@ -76,12 +76,19 @@ pub fn render(out: &mut String, moniker: &str, state: &State, stored: Option<&Re
         ("rejected", p.rejected.get()),
         ("retry", p.retries.get()),
         ("refused_full", p.refused_full.get()),
+        ("expired", p.expired.get()),
     ] {
         let _ = writeln!(out, "meshd_spacemesh_publishes_total{} {value}", labels(&[("moniker", moniker), ("outcome", outcome)]));
     }
     if let Some(Ok(q)) = stored {
         header(out, "meshd_spacemesh_publish_queue", "gauge", "Publishes in the durable queue by state.");
-        for (state, value) in [("pending", q.pending), ("delivered", q.delivered), ("rejected", q.rejected), ("undecodable", q.undecodable)] {
+        for (state, value) in [
+            ("pending", q.pending),
+            ("delivered", q.delivered),
+            ("rejected", q.rejected),
+            ("expired", q.expired),
+            ("undecodable", q.undecodable),
+        ] {
             let _ = writeln!(out, "meshd_spacemesh_publish_queue{} {value}", labels(&[("moniker", moniker), ("state", state)]));
         }
     }

@@ -65,6 +65,8 @@ pub struct PublishCounters {
     pub retries: Cell<u64>,
     /// Refused with 503 because the LMDB environment is near full.
     pub refused_full: Cell<u64>,
+    /// Given up after `publish_max_age` without a node taking them.
+    pub expired: Cell<u64>,
 }
 
 /// The gateway's shared state (one per daemon, on the executor thread).
@@ -131,7 +133,7 @@ impl State {
         let p = &self.publishes;
         let queue = match queue {
             Ok(q) => {
-                json!({"pending": q.pending, "delivered": q.delivered, "rejected": q.rejected, "undecodable": q.undecodable})
+                json!({"pending": q.pending, "delivered": q.delivered, "rejected": q.rejected, "expired": q.expired, "undecodable": q.undecodable})
             }
             Err(e) => json!({"error": e}),
         };
@@ -149,6 +151,7 @@ impl State {
                 "rejected": p.rejected.get(),
                 "retries": p.retries.get(),
                 "refused_full": p.refused_full.get(),
+                "expired": p.expired.get(),
                 "stored": queue,
             },
         })

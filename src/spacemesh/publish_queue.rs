@@ -57,6 +57,11 @@ pub enum PublishState {
         status: u16,
         body: Vec<u8>,
     },
+    /// No node took it within `publish_max_age`: given up (its body dropped), kept as a
+    /// tombstone like the others. Appended last so records written before it still decode.
+    Expired {
+        at_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +119,7 @@ pub struct QueueCounts {
     pub pending: u64,
     pub delivered: u64,
     pub rejected: u64,
+    pub expired: u64,
     pub undecodable: u64,
 }
 
@@ -222,7 +228,9 @@ impl PublishQueue {
             let old = match QueuedPublish::decode(bytes) {
                 Ok(r) => match r.state {
                     PublishState::Pending => false,
-                    PublishState::Delivered { at_ms, .. } | PublishState::Rejected { at_ms, .. } => at_ms < older_than_ms,
+                    PublishState::Delivered { at_ms, .. } | PublishState::Rejected { at_ms, .. } | PublishState::Expired { at_ms } => {
+                        at_ms < older_than_ms
+                    }
                 },
                 Err(_) => true,
             };
@@ -237,6 +245,27 @@ impl PublishQueue {
         Ok(doomed.len() as u64)
     }
 
+    /// Give up pending publishes queued before `queued_before_ms` (unix ms): they become
+    /// `Expired` tombstones without their body. Returns them (as they were) for the log.
+    pub fn expire(&self, queued_before_ms: u64, now_ms: u64) -> Result<Vec<(ContentHash, QueuedPublish)>, String> {
+        let env = self.store.env();
+        let mut wtxn = env.write_txn().map_err(mdb)?;
+        let mut expired = Vec::new();
+        for item in self.db.iter(&wtxn).map_err(mdb)? {
+            let (key, bytes) = item.map_err(mdb)?;
+            let (Ok(hash), Ok(record)) = (ContentHash::try_from(key), QueuedPublish::decode(bytes)) else { continue };
+            if record.state == PublishState::Pending && record.queued_at_ms < queued_before_ms {
+                expired.push((hash, record));
+            }
+        }
+        for (hash, record) in &expired {
+            let tombstone = QueuedPublish { body: Vec::new(), state: PublishState::Expired { at_ms: now_ms }, ..record.clone() };
+            self.db.put(&mut wtxn, &hash[..], &tombstone.encode()).map_err(mdb)?;
+        }
+        wtxn.commit().map_err(mdb)?;
+        Ok(expired)
+    }
+
     pub fn counts(&self) -> Result<QueueCounts, String> {
         let rtxn = self.store.env().read_txn().map_err(mdb)?;
         let mut c = QueueCounts::default();
@@ -246,6 +275,7 @@ impl PublishQueue {
                 Ok(PublishState::Pending) => c.pending += 1,
                 Ok(PublishState::Delivered { .. }) => c.delivered += 1,
                 Ok(PublishState::Rejected { .. }) => c.rejected += 1,
+                Ok(PublishState::Expired { .. }) => c.expired += 1,
                 Err(_) => c.undecodable += 1,
             }
         }
@@ -316,7 +346,7 @@ mod tests {
         assert!(q.update(&h1, &done).unwrap());
         assert_eq!(q.get(&h1).unwrap().unwrap().body, Vec::<u8>::new(), "tombstones drop the body");
         assert!(!q.update(&[9; 32], &done).unwrap());
-        assert_eq!(q.counts().unwrap(), QueueCounts { pending: 1, delivered: 1, rejected: 0, undecodable: 0 });
+        assert_eq!(q.counts().unwrap(), QueueCounts { pending: 1, delivered: 1, rejected: 0, expired: 0, undecodable: 0 });
         drop(q);
         Arc::try_unwrap(store).ok().unwrap().close();
 
@@ -329,6 +359,39 @@ mod tests {
         assert_eq!(q.prune(50).unwrap(), 0, "tombstone is newer than the cut");
         assert_eq!(q.prune(101).unwrap(), 1);
         assert_eq!(q.counts().unwrap().pending, 1, "pending records are never pruned");
+        drop(q);
+        Arc::try_unwrap(store).ok().unwrap().close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn old_pending_publishes_expire_into_tombstones_and_are_pruned_later() {
+        let dir = temp_dir("expire");
+        let store = Arc::new(Store::open(&dir, 16, Durability::Sync).unwrap());
+        let q = PublishQueue::open(store.clone()).unwrap();
+        let (old, young, done) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        q.enqueue(&old, &record(b"old atx", 10)).unwrap();
+        q.enqueue(&young, &record(b"young atx", 500)).unwrap();
+        q.enqueue(&done, &record(b"delivered atx", 5)).unwrap();
+        let mut delivered = record(b"delivered atx", 5);
+        delivered.state = PublishState::Delivered { at_ms: 20, url: "http://a".into() };
+        q.update(&done, &delivered).unwrap();
+
+        let expired = q.expire(100, 1_000).unwrap();
+        assert_eq!(expired.len(), 1, "only pending records older than the cut expire");
+        assert_eq!((expired[0].0, expired[0].1.body.as_slice()), (old, &b"old atx"[..]));
+        let tomb = q.get(&old).unwrap().unwrap();
+        assert_eq!(tomb.state, PublishState::Expired { at_ms: 1_000 });
+        assert!(tomb.body.is_empty());
+        assert_eq!(q.pending(10).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(), vec![young], "never delivered now");
+        assert!(matches!(q.enqueue(&old, &record(b"old atx", 2_000)).unwrap(), Enqueued::Duplicate(_)), "still deduplicates");
+        assert_eq!(q.counts().unwrap(), QueueCounts { pending: 1, delivered: 1, rejected: 0, expired: 1, undecodable: 0 });
+        // Records written before the Expired variant existed still decode (it is appended last).
+        let v1_rejected = record(b"x", 1);
+        assert_eq!(QueuedPublish::decode(&v1_rejected.encode()).unwrap(), v1_rejected);
+        assert_eq!(q.prune(999).unwrap(), 1, "the delivered tombstone (at 20) goes; the expired one (at 1000) stays");
+        assert_eq!(q.prune(1_001).unwrap(), 1);
+        assert_eq!(q.counts().unwrap().expired, 0);
         drop(q);
         Arc::try_unwrap(store).ok().unwrap().close();
         let _ = std::fs::remove_dir_all(&dir);
