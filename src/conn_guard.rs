@@ -151,8 +151,7 @@ fn mark(peer: Option<&SocketAddr>, phase: Phase) {
     conn.seen = now;
     conn.deadline = conn.since
         + match phase {
-            Phase::Waiting => t.read,
-            Phase::Reading => t.read,
+            Phase::Waiting | Phase::Reading => t.read,
             Phase::Processing => t.write,
         };
 }

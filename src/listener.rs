@@ -56,7 +56,10 @@ fn serve_on(gate: &Gate, socket: std::net::TcpListener) -> Result<tiny_http::Ser
     if !gate.install(Some(control)) {
         return Err("paused".into());
     }
-    tiny_http::Server::from_listener(socket, None).map_err(|e| e.to_string())
+    tiny_http::Server::from_listener(socket, None).map_err(|e| {
+        gate.install(None);
+        e.to_string()
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,11 +120,8 @@ fn hand_off(
                             break;
                         }
                         // Paused again between the check and the bind: wait as paused.
-                        Err(_) if gate.is_paused() => {
-                            gate.install(None);
-                        }
+                        Err(_) if gate.is_paused() => {}
                         Err(e) => {
-                            gate.install(None);
                             log::error!("event=listener_rebind_failed addr={addr} error={e} retry_ms={}", wait.as_millis());
                             wait = (wait * 2).min(REBIND_MAX_WAIT);
                         }
@@ -189,19 +189,26 @@ const CORS: [(&str, &str); 3] = [
     ("Access-Control-Allow-Headers", "Accept, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token, Authorization"),
 ];
 
-/// Write the reply off the executor thread (a slow reader must not stall other relays).
+/// Answer with `reply`.
 pub async fn respond(request: tiny_http::Request, reply: Reply) {
-    smol::unblock(move || {
-        let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-        response.add_header(header("Content-Type", &reply.content_type));
-        if reply.cors {
-            for (name, value) in CORS {
-                response.add_header(header(name, value));
-            }
+    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
+    response.add_header(header("Content-Type", &reply.content_type));
+    if reply.cors {
+        for (name, value) in CORS {
+            response.add_header(header(name, value));
         }
+    }
+    send(request, response).await
+}
+
+/// Write `response` off the executor thread (a slow reader must not stall other requests), then
+/// tell the connection guard the connection idles until its next request. Every listener's
+/// answers go through here.
+pub async fn send(request: tiny_http::Request, response: tiny_http::Response<std::io::Cursor<Vec<u8>>>) {
+    smol::unblock(move || {
         let peer = request.remote_addr().copied();
         if let Err(e) = request.respond(response) {
-            log::debug!("event=respond_failed error={e}");
+            log::debug!("event=respond_failed peer={peer:?} error={e}");
         }
         conn_guard::request_done(peer.as_ref());
     })

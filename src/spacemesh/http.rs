@@ -94,26 +94,19 @@ pub fn apply_cors(answer: &mut UpstreamAnswer, requested_headers: Option<&str>) 
     }
 }
 
-/// Write `answer` off the executor thread (a slow reader must not stall other requests).
+/// Answer with `answer` (its forwardable headers only).
 pub async fn respond(request: tiny_http::Request, answer: UpstreamAnswer) {
-    smol::unblock(move || {
-        let mut response = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-        for (k, v) in &answer.headers {
-            if !is_forwarded(k) {
-                continue;
-            }
-            match tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                Ok(h) => response.add_header(h),
-                Err(()) => log::debug!("event=spacemesh_header_dropped name={k:?}"),
-            }
+    let mut response = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
+    for (k, v) in &answer.headers {
+        if !is_forwarded(k) {
+            continue;
         }
-        let peer = request.remote_addr().copied();
-        if let Err(e) = request.respond(response) {
-            log::debug!("event=spacemesh_respond_failed error={e}");
+        match tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            Ok(h) => response.add_header(h),
+            Err(()) => log::debug!("event=spacemesh_header_dropped name={k:?}"),
         }
-        crate::conn_guard::request_done(peer.as_ref());
-    })
-    .await
+    }
+    crate::listener::send(request, response).await
 }
 
 #[cfg(test)]
