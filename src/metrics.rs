@@ -234,6 +234,14 @@ pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// One metric family: its header, then a sample per (label set from [`labels`], value).
+pub(crate) fn family<V: std::fmt::Display>(out: &mut String, name: &str, kind: &str, help: &str, samples: impl IntoIterator<Item = (String, V)>) {
+    header(out, name, kind, help);
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
 fn fmt_f64(v: f64) -> String {
     if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
@@ -371,20 +379,28 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
 
     let nodes: Vec<(String, Result<crate::health::NodeStatus, crate::protocol::PocketError>, u64)> =
         fleet.nodes.iter().map(|n| (n.name.clone(), n.gate(), n.failovers())).collect();
-    header(&mut out, "meshd_node_healthy", "gauge", "1 when the servicer node passes the health gate (relays are served), else 0.");
-    for (name, gate, _) in &nodes {
-        let _ = writeln!(out, "meshd_node_healthy{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), u8::from(gate.is_ok()));
-    }
-    header(&mut out, "meshd_node_failovers", "gauge", "Times the servicer node's calls moved to another of its URLs since meshd started.");
-    for (name, _, failovers) in &nodes {
-        let _ = writeln!(out, "meshd_node_failovers{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), failovers);
-    }
-    header(&mut out, "meshd_node_height", "gauge", "Block height the servicer node last reported while healthy.");
-    for (name, gate, _) in &nodes {
-        if let Ok(status) = gate {
-            let _ = writeln!(out, "meshd_node_height{} {}", labels(&[("moniker", &app.metrics.moniker), ("node", name)]), status.height);
-        }
-    }
+    let node_labels = |name: &str| labels(&[("moniker", &app.metrics.moniker), ("node", name)]);
+    family(
+        &mut out,
+        "meshd_node_healthy",
+        "gauge",
+        "1 when the servicer node passes the health gate (relays are served), else 0.",
+        nodes.iter().map(|(name, gate, _)| (node_labels(name), u64::from(gate.is_ok()))),
+    );
+    family(
+        &mut out,
+        "meshd_node_failovers",
+        "gauge",
+        "Times the servicer node's calls moved to another of its URLs since meshd started.",
+        nodes.iter().map(|(name, _, failovers)| (node_labels(name), *failovers)),
+    );
+    family(
+        &mut out,
+        "meshd_node_height",
+        "gauge",
+        "Block height the servicer node last reported while healthy.",
+        nodes.iter().filter_map(|(name, gate, _)| gate.as_ref().ok().map(|status| (node_labels(name), status.height))),
+    );
     header(&mut out, "meshd_servicers", "gauge", "Servicer keys loaded.");
     let _ = writeln!(out, "meshd_servicers{moniker} {}", fleet.servicer_count());
 
@@ -404,21 +420,28 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
 /// The connection guards' view of each client listener (relay, Spacemesh gateway).
 fn render_listeners(out: &mut String, moniker: &str) {
     let gates = crate::conn_guard::stats();
-    let series = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&crate::conn_guard::GateStats) -> u64| {
-        header(out, name, kind, help);
-        for g in &gates {
-            let _ = writeln!(out, "{name}{} {}", labels(&[("moniker", moniker), ("listener", g.name)]), value(g));
-        }
+    let each = |value: fn(&crate::conn_guard::GateStats) -> u64| {
+        gates.iter().map(move |g| (labels(&[("moniker", moniker), ("listener", g.name)]), value(g)))
     };
-    series(out, "meshd_http_connections", "gauge", "Client connections open on the listener.", &|g| g.open as u64);
-    series(out, "meshd_http_listener_paused", "gauge", "1 while the listener refuses new connections (connection cap or descriptors).", &|g| u64::from(g.paused));
-    series(out, "meshd_http_listener_pauses_total", "counter", "Times the listener paused accepting.", &|g| g.pauses);
-    header(out, "meshd_http_connections_closed_total", "counter", "Connections meshd closed: past their read/write deadline (timeout) or idle at the cap (evicted).");
-    for g in &gates {
-        for (reason, value) in [("timeout", g.closed_timeout), ("evicted", g.closed_evicted)] {
-            let _ = writeln!(out, "meshd_http_connections_closed_total{} {value}", labels(&[("moniker", moniker), ("listener", g.name), ("reason", reason)]));
-        }
-    }
+    family(out, "meshd_http_connections", "gauge", "Client connections open on the listener.", each(|g| g.open as u64));
+    family(
+        out,
+        "meshd_http_listener_paused",
+        "gauge",
+        "1 while the listener refuses new connections (connection cap or descriptors).",
+        each(|g| u64::from(g.paused)),
+    );
+    family(out, "meshd_http_listener_pauses_total", "counter", "Times the listener paused accepting.", each(|g| g.pauses));
+    family(
+        out,
+        "meshd_http_connections_closed_total",
+        "counter",
+        "Connections meshd closed: past their read/write deadline (timeout) or idle at the cap (evicted).",
+        gates.iter().flat_map(|g| {
+            [("timeout", g.closed_timeout), ("evicted", g.closed_evicted)]
+                .map(|(reason, value)| (labels(&[("moniker", moniker), ("listener", g.name), ("reason", reason)]), value))
+        }),
+    );
 }
 
 /// A scrape waiting for the executor: it sends the rendered text back on this channel.
