@@ -303,7 +303,7 @@ fn guard_tick(gate: &Gate) -> std::io::Result<()> {
     let cap = gate.max_connections.min(affordable_connections(limit, scan.open_fds, scan.conns.len())).max(1);
     if cap < gate.max_connections && gate.cap.load(Ordering::Relaxed) == gate.max_connections {
         log::warn!(
-            "event=connection_cap_lowered listener={} cap={cap} client_max_connections={} fd_limit={limit} (raise LimitNOFILE / ulimit -n)",
+            "event=connection_cap_lowered listener={} cap={cap} client_max_connections={} fd_limit={limit} (the descriptor limit cannot afford the cap; a connection flood may exhaust descriptors, which aborts meshd — raise LimitNOFILE / ulimit -n)",
             gate.name,
             gate.max_connections
         );

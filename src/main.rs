@@ -152,15 +152,9 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
     meshd::signals::install().map_err(|e| format!("signals: {e}"))?;
     install_panic_policy();
     let (soft, hard) = meshd::conn_guard::raise_fd_limit();
+    // Whether that affords `client_max_connections` is the connection guard's call: it lowers
+    // the cap to fit and says so (event=connection_cap_lowered).
     log::info!("event=fd_limit soft={soft} hard={hard}");
-    // Two descriptors per connection (tiny_http duplicates each socket), plus bursts and the rest.
-    let wanted = 2 * loaded.settings.client_max_connections + 1024;
-    if soft < wanted {
-        log::warn!(
-            "event=fd_limit_low soft={soft} wanted={wanted} client_max_connections={} (the connection cap will be lowered to fit; a connection flood may exhaust descriptors, which aborts meshd — set LimitNOFILE or ulimit -n)",
-            loaded.settings.client_max_connections
-        );
-    }
     daemon::run(loaded, daemon::StartOptions { simulate_relay: args.simulate_relay, on_ready: None }).map_err(|e| {
         log::error!("event=fatal error={e:?}");
         e
