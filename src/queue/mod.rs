@@ -12,3 +12,11 @@ pub use record::{DeadLetter, QueuedRelay};
 pub use states::{StateQuery, StateRecord};
 pub use store::{Durability, PendingKey, QueueStats, Store, WriteOp, WriteResult};
 pub use writer::Writer;
+
+/// A fresh, empty path for a unit test's LMDB environment (`prefix` keeps test modules apart).
+#[cfg(test)]
+pub(crate) fn test_dir(prefix: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshd-{prefix}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}

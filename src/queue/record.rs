@@ -44,27 +44,31 @@ enum StoredDead {
     V1(DeadLetter),
 }
 
+/// Encode a record wrapped in its version enum (every LMDB record of meshd goes through here).
+pub(crate) fn encode_versioned<S: Serialize>(stored: &S) -> Vec<u8> {
+    postcard::to_allocvec(stored).expect("postcard encoding into a Vec cannot fail")
+}
+
+/// Decode a version enum; `what` names the record kind in the error.
+pub(crate) fn decode_versioned<S: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<S, String> {
+    postcard::from_bytes::<S>(bytes).map_err(|e| format!("undecodable {what} record ({} bytes): {e}", bytes.len()))
+}
+
 impl QueuedRelay {
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(&StoredRelay::V1(self.clone())).expect("postcard encoding into a Vec cannot fail")
+        encode_versioned(&StoredRelay::V1(self.clone()))
     }
     pub fn decode(bytes: &[u8]) -> Result<QueuedRelay, String> {
-        match postcard::from_bytes::<StoredRelay>(bytes) {
-            Ok(StoredRelay::V1(r)) => Ok(r),
-            Err(e) => Err(format!("undecodable queue record ({} bytes): {e}", bytes.len())),
-        }
+        decode_versioned(bytes, "queue").map(|StoredRelay::V1(r)| r)
     }
 }
 
 impl DeadLetter {
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(&StoredDead::V1(self.clone())).expect("postcard encoding into a Vec cannot fail")
+        encode_versioned(&StoredDead::V1(self.clone()))
     }
     pub fn decode(bytes: &[u8]) -> Result<DeadLetter, String> {
-        match postcard::from_bytes::<StoredDead>(bytes) {
-            Ok(StoredDead::V1(d)) => Ok(d),
-            Err(e) => Err(format!("undecodable dead-letter record ({} bytes): {e}", bytes.len())),
-        }
+        decode_versioned(bytes, "dead-letter").map(|StoredDead::V1(d)| d)
     }
 }
 

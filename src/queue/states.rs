@@ -44,14 +44,11 @@ enum StoredState {
 
 impl StateRecord {
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(&StoredState::V1(self.clone())).expect("postcard encoding into a Vec cannot fail")
+        super::record::encode_versioned(&StoredState::V1(self.clone()))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<StateRecord, String> {
-        match postcard::from_bytes::<StoredState>(bytes) {
-            Ok(StoredState::V1(r)) => Ok(r),
-            Err(e) => Err(format!("undecodable state record ({} bytes): {e}", bytes.len())),
-        }
+        super::record::decode_versioned(bytes, "state").map(|StoredState::V1(r)| r)
     }
 
     /// Key in `states`: time first, so the history is ordered by time across all addresses.
@@ -177,9 +174,7 @@ mod tests {
     use crate::queue::{Durability, WriteOp, WriteResult};
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("meshd-states-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::queue::test_dir("states", name)
     }
 
     fn record(address: u8, state: u8, time_us: u64) -> StateRecord {

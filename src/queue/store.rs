@@ -460,9 +460,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("meshd-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::queue::test_dir("store", name)
     }
 
     fn relay(servicer: u8, proof: u8, height: i64, size: usize) -> Box<QueuedRelay> {

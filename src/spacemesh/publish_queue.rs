@@ -16,6 +16,7 @@ use heed::{CommitOrAbort, Database, MdbError, PutFlags};
 use serde::{Deserialize, Serialize};
 use sha3::{Digest, Sha3_256};
 
+use crate::queue::record::{decode_versioned, encode_versioned};
 use crate::queue::Store;
 
 pub const DB_NAME: &str = "spacemesh_publish";
@@ -87,13 +88,10 @@ enum StoredPublish {
 
 impl QueuedPublish {
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(&StoredPublish::V1(self.clone())).expect("postcard encoding into a Vec cannot fail")
+        encode_versioned(&StoredPublish::V1(self.clone()))
     }
     pub fn decode(bytes: &[u8]) -> Result<QueuedPublish, String> {
-        match postcard::from_bytes::<StoredPublish>(bytes) {
-            Ok(StoredPublish::V1(p)) => Ok(p),
-            Err(e) => Err(format!("undecodable publish record ({} bytes): {e}", bytes.len())),
-        }
+        decode_versioned(bytes, "publish").map(|StoredPublish::V1(p)| p)
     }
 }
 
@@ -289,9 +287,7 @@ mod tests {
     use crate::queue::{Durability, WriteOp};
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("meshd-smq-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::queue::test_dir("smq", name)
     }
 
     fn record(body: &[u8], at: u64) -> QueuedPublish {
