@@ -646,6 +646,12 @@ mod tests {
         assert!(!gate.is_paused());
     }
 
+    /// True if the server side shut the connection down (EOF within 300 ms).
+    fn closed_by_guard(client: &mut TcpStream) -> bool {
+        client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        matches!(client.read(&mut [0u8; 1]), Ok(0))
+    }
+
     /// A connection to `listener` (client side, server side) that has been in `phase` for
     /// `age` seconds beyond the eviction minimum.
     fn connect_aged(listener: &TcpListener, now: Instant, age: u64, phase: Phase) -> (TcpStream, TcpStream) {
@@ -673,13 +679,7 @@ mod tests {
         }
         guard_tick(&gate).unwrap();
         // 5 open, cap 4: down to 80 % of 4 = 3, so the two oldest idle ones (ages 4 and 3) go.
-        let closed: Vec<bool> = clients
-            .iter_mut()
-            .map(|c| {
-                c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-                matches!(c.read(&mut [0u8; 1]), Ok(0))
-            })
-            .collect();
+        let closed: Vec<bool> = clients.iter_mut().map(closed_by_guard).collect();
         assert_eq!(closed, [false, true, true, false, false]);
         assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 2);
         assert!(!gate.is_paused(), "eviction was enough");
@@ -703,13 +703,9 @@ mod tests {
         assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 0);
         std::thread::sleep(STARVED_AFTER);
         guard_tick(&gate).unwrap();
-        let is_closed = |c: &mut TcpStream| {
-            c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-            matches!(c.read(&mut [0u8; 1]), Ok(0))
-        };
-        assert!(is_closed(&mut oldest), "the oldest idle connection gives its thread up");
-        assert!(!is_closed(&mut younger));
-        assert!(!is_closed(&mut queued), "the starved one is what the thread is for");
+        assert!(closed_by_guard(&mut oldest), "the oldest idle connection gives its thread up");
+        assert!(!closed_by_guard(&mut younger));
+        assert!(!closed_by_guard(&mut queued), "the starved one is what the thread is for");
         assert_eq!(gate.closed_evicted.load(Ordering::Relaxed), 1);
     }
 

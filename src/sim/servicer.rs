@@ -1035,6 +1035,16 @@ mod tests {
             .unwrap_or_else(|| panic!("no code in {}", r.json))
     }
 
+    /// `POST /v1/private/mesh/check` with the right token and an empty body.
+    fn check(sim: &SimHandle) -> (u16, String) {
+        post(&format!("{}/v1/private/mesh/check", sim.url()), &[("Authorization", TOKEN)], b"{}")
+    }
+
+    /// `POST /sim/control` with `body`.
+    fn control(sim: &SimHandle, body: &[u8]) -> (u16, String) {
+        post(&format!("{}/sim/control", sim.url()), &[], body)
+    }
+
     fn session_req(sim: &SimHandle, servicer_pub: &str, sbh: i64) -> Resp {
         let body = json!({
             "session_header": {"app_public_key": kp(APP_SEED).public_hex, "chain": "0021", "session_height": sbh},
@@ -1493,17 +1503,9 @@ mod tests {
     #[test]
     fn catching_up_and_starting_modes() {
         let sim = start_servicer(config(5000)).unwrap();
-        let (status, _) = post(
-            &format!("{}/sim/control", sim.url()),
-            &[],
-            br#"{"mode":"catching_up"}"#,
-        );
+        let (status, _) = control(&sim, br#"{"mode":"catching_up"}"#);
         assert_eq!(status, 200);
-        let (_, text) = post(
-            &format!("{}/v1/private/mesh/check", sim.url()),
-            &[("Authorization", TOKEN)],
-            b"{}",
-        );
+        let (_, text) = check(&sim);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["status"]["is_catching_up"], true);
         assert_eq!(v["status"]["is_starting"], false);
@@ -1517,11 +1519,7 @@ mod tests {
             json!({"signature": false, "error": {}, "dispatch": null})
         );
         sim.set_mode(SimMode::Starting);
-        let (_, text) = post(
-            &format!("{}/v1/private/mesh/check", sim.url()),
-            &[("Authorization", TOKEN)],
-            b"{}",
-        );
+        let (_, text) = check(&sim);
         assert_eq!(
             serde_json::from_str::<Value>(&text).unwrap()["status"]["is_starting"],
             true
@@ -1544,24 +1542,12 @@ mod tests {
     fn unavailable_forced_failures_and_pause_resume() {
         let mut sim = start_servicer(config(5000)).unwrap();
         let relay = serde_json::to_vec(&builder().build(1)).unwrap();
-        let (status, _) = post(
-            &format!("{}/sim/control", sim.url()),
-            &[],
-            br#"{"mode":"unavailable"}"#,
-        );
+        let (status, _) = control(&sim, br#"{"mode":"unavailable"}"#);
         assert_eq!(status, 200);
-        let (status, _) = post(
-            &format!("{}/v1/private/mesh/check", sim.url()),
-            &[("Authorization", TOKEN)],
-            b"{}",
-        );
+        let (status, _) = check(&sim);
         assert_eq!(status, 503);
         sim.set_mode(SimMode::Ok);
-        let (status, _) = post(
-            &format!("{}/sim/control", sim.url()),
-            &[],
-            br#"{"fail_notify_status":503}"#,
-        );
+        let (status, _) = control(&sim, br#"{"fail_notify_status":503}"#);
         assert_eq!(status, 200);
         let url = format!("{}/v1/private/mesh/relay", sim.url());
         let xs = kp(SERVICER_SEED).address_hex;
@@ -1571,11 +1557,7 @@ mod tests {
             &relay,
         );
         assert_eq!(status, 503);
-        let (status, text) = post(
-            &format!("{}/sim/control", sim.url()),
-            &[],
-            br#"{"fail_notify_status":0,"bogus":1}"#,
-        );
+        let (status, text) = control(&sim, br#"{"fail_notify_status":0,"bogus":1}"#);
         assert_eq!(status, 400, "unknown control fields are refused: {text}");
         sim.control(&SimControl {
             fail_notify_status: Some(0),
