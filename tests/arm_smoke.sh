@@ -10,7 +10,9 @@ need_apt=""
 command -v qemu-aarch64-static >/dev/null 2>&1 || need_apt="$need_apt qemu-user-static"
 command -v file >/dev/null 2>&1 || need_apt="$need_apt file"
 if [ -n "$need_apt" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $need_apt; fi
-python3 -m ziglang version >/dev/null 2>&1 || pip install ziglang
+# The same interpreter that runs ziglang installs it; a Debian system Python refuses plain pip
+# (PEP 668), hence the second form.
+python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install ziglang || python3 -m pip install --break-system-packages ziglang
 command -v cargo-zigbuild >/dev/null 2>&1 || cargo install cargo-zigbuild --locked
 rustup target add aarch64-unknown-linux-musl x86_64-unknown-linux-musl
 
