@@ -193,7 +193,7 @@ def http_json(url, body=None, timeout=10):
 class Stack:
     """Chain sim + servicer sim + a data dir (+ meshd once started). Use as a context manager."""
 
-    def __init__(self, servicers=1, apps=1, durability="sync", extra=None, sim_workers=8, chain_delay_ms=0):
+    def __init__(self, servicers=1, apps=1, durability="sync", extra=None, chain_delay_ms=0):
         self.servicers, self.apps = servicers, apps
         self.dir = tempfile.mkdtemp(prefix="meshd-bench-", dir=TMP)
         self.procs, self.meshd, self.sampler = [], None, None
@@ -212,7 +212,7 @@ class Stack:
         subprocess.run(
             ["taskset", "-c", AUX_CPU, LOADGEN, "setup", "--dir", self.dir, "--rpc-port", str(self.port),
              "--servicer-url", self.sim_url, "--chain-url", self.chain_url, "--sim-config", sim_config,
-             "--sim-listen", f"127.0.0.1:{sim_port}", "--sim-workers", str(sim_workers),
+             "--sim-listen", f"127.0.0.1:{sim_port}",
              "--servicers", str(servicers), "--apps", str(apps), "--extra", json.dumps(config)],
             check=True, stdout=subprocess.DEVNULL)
         self.servicer = self._spawn("servicer-sim", [SIM, "sim", "servicer", "--config", sim_config])

@@ -175,7 +175,6 @@ fn setup(o: &Opts) -> Result<(), String> {
     let chain_url = o.req("chain-url")?;
     let sim_config = PathBuf::from(o.req("sim-config")?);
     let sim_listen = o.req("sim-listen")?;
-    let sim_workers: usize = o.num("sim-workers", 8)?;
     let extra: Value = match o.str("extra") {
         None => json!({}),
         Some(text) => serde_json::from_str(text).map_err(|e| format!("--extra is not a JSON object: {e}"))?,
@@ -195,7 +194,6 @@ fn setup(o: &Opts) -> Result<(), String> {
         chains: vec![CHAIN.into()],
         // Budgets far above any run, so 71 (over service) never limits a benchmark.
         apps: (0..a).map(|i| SimApp { public_key: app_key(i).public_hex, chains: vec![CHAIN.into()], max_relays: 1_000_000_000_000 }).collect(),
-        workers: sim_workers,
         // Mainnet's SessionNodeCount: dispatches as large as a real servicer's.
         session_node_count: 24,
         ..Default::default()

@@ -284,7 +284,6 @@ fn a_new_session_is_fetched_from_the_next_url_when_the_current_one_dies() {
             servicers: vec![servicer.public_hex.clone()],
             chains: vec![CHAIN.into()],
             apps: apps.iter().map(|a| meshd::sim::SimApp { public_key: a.public_hex.clone(), chains: vec![CHAIN.into()], max_relays: 1000 }).collect(),
-            workers: 2,
             ..Default::default()
         })
         .unwrap()

@@ -200,6 +200,8 @@ struct Shared {
     limits: Limits,
     handler: Handler,
     closing: Cell<bool>,
+    /// The accept loop has ended (the listening socket is closed).
+    accept_ended: Cell<bool>,
     /// Wakes the accept loop (stop, or a connection closed while at the cap).
     wake: Event,
     conns: RefCell<BTreeMap<u64, Rc<Conn>>>,
@@ -224,11 +226,11 @@ impl Conn {
 
 impl Server {
     /// Bind `addr` and serve it on `ex` until closed.
-    pub fn bind(
+    pub fn bind<'a>(
         name: &'static str,
         addr: &str,
         limits: Limits,
-        ex: &'static smol::LocalExecutor<'static>,
+        ex: &'a smol::LocalExecutor<'a>,
         handler: Handler,
     ) -> Result<Server, BindError> {
         let parsed: SocketAddr = match addr.parse() {
@@ -244,11 +246,11 @@ impl Server {
     }
 
     /// Serve an already bound socket.
-    pub fn serve(
+    pub fn serve<'a>(
         name: &'static str,
         socket: TcpListener,
         limits: Limits,
-        ex: &'static smol::LocalExecutor<'static>,
+        ex: &'a smol::LocalExecutor<'a>,
         handler: Handler,
     ) -> io::Result<Server> {
         let addr = socket.local_addr()?;
@@ -264,11 +266,18 @@ impl Server {
             limits,
             handler,
             closing: Cell::new(false),
+            accept_ended: Cell::new(false),
             wake: Event::new(),
             conns: RefCell::new(BTreeMap::new()),
             next_id: Cell::new(0),
         });
-        ex.spawn(accept_loop(listener, shared.clone(), ex)).detach();
+        let accepting = shared.clone();
+        ex.spawn(async move {
+            accept_loop(listener, accepting.clone(), ex).await;
+            accepting.accept_ended.set(true);
+            accepting.wake.notify(usize::MAX);
+        })
+        .detach();
         Ok(Server { addr, shared })
     }
 
@@ -295,6 +304,18 @@ impl Server {
             conn.close();
         }
     }
+
+    /// Resolves once the listening socket and every connection are closed (after
+    /// [`Server::close_all`], or [`Server::close`] and the last client gone).
+    pub async fn closed(&self) {
+        loop {
+            let listener = self.shared.wake.listen();
+            if self.shared.accept_ended.get() && self.shared.conns.borrow().is_empty() {
+                return;
+            }
+            listener.await;
+        }
+    }
 }
 
 impl Drop for Server {
@@ -304,7 +325,7 @@ impl Drop for Server {
 }
 
 /// Accept until closed, within the connection cap.
-async fn accept_loop(listener: Async<TcpListener>, shared: Rc<Shared>, ex: &'static smol::LocalExecutor<'static>) {
+async fn accept_loop<'a>(listener: Async<TcpListener>, shared: Rc<Shared>, ex: &'a smol::LocalExecutor<'a>) {
     let mut backoff = Duration::from_millis(10);
     let mut exhausted_logged: Option<Instant> = None;
     loop {
@@ -415,7 +436,7 @@ fn set_paused(shared: &Shared, paused: bool) {
     }
 }
 
-fn spawn_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &Rc<Shared>, ex: &'static smol::LocalExecutor<'static>) {
+fn spawn_connection<'a>(stream: Async<TcpStream>, peer: SocketAddr, shared: &Rc<Shared>, ex: &'a smol::LocalExecutor<'a>) {
     let _ = stream.get_ref().set_nodelay(true);
     let id = shared.next_id.get();
     shared.next_id.set(id + 1);

@@ -127,7 +127,7 @@ pub fn start_chain(cfg: ChainSimConfig) -> io::Result<ChainHandle> {
         }
         reply
     });
-    let server = HttpServer::start(&cfg.listen, 4, handler)?;
+    let server = HttpServer::start(&cfg.listen, handler)?;
     let addr = server.addr();
     Ok(ChainHandle {
         server: Some(server),

@@ -1,22 +1,22 @@
-//! Minimal blocking HTTP plumbing shared by the simulators: a tiny_http server drained by a
-//! few worker threads, requests read fully into memory, and a stop that really closes every
-//! socket (listener and keep-alive connections) so clients observe "connection refused" just as
-//! they would after a crash — not a hang on a pooled connection nobody reads anymore.
+//! HTTP plumbing shared by the simulators: meshd's own server on a thread of the simulator's
+//! (never on meshd's executor), requests read fully into memory, handlers as plain functions,
+//! and a stop that really closes every socket (listener and keep-alive connections) so clients
+//! observe "connection refused" just as they would after a crash — not a hang on a pooled
+//! connection nobody reads anymore.
 
-use std::collections::VecDeque;
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use futures_lite::FutureExt;
+
+use crate::http::server::{self, Limits, Server};
 
 /// Largest body a simulator reads; a real servicer truncates at 1 MiB, we keep some margin so
 /// that truncation shows up as a JSON error rather than a read failure.
 pub const MAX_BODY: u64 = 4 << 20;
-
-/// How long a worker waits in `recv` before re-checking the stop flag.
-const RECV_POLL: Duration = Duration::from_millis(50);
 
 /// A request read completely off the socket.
 #[derive(Debug, Clone)]
@@ -93,79 +93,60 @@ impl Reply {
 
 pub type Handler = Arc<dyn Fn(Incoming) -> Reply + Send + Sync>;
 
-/// A listening simulator server. Dropping it stops it.
+/// A listening simulator server: meshd's own HTTP server ([`crate::http::server`]) on a thread
+/// and executor of its own. Dropping it stops it.
 pub struct HttpServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    server: Option<Arc<tiny_http::Server>>,
-    workers: Vec<JoinHandle<()>>,
-    delayed: Arc<DelayQueue>,
+    stop: Option<async_channel::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
     /// Bind `listen` (retrying briefly if the port is still being released by a previous
-    /// instance) and start `workers` threads calling `handler`.
-    pub fn start(listen: &str, workers: usize, handler: Handler) -> io::Result<HttpServer> {
+    /// instance) and serve it with `handler`.
+    pub fn start(listen: &str, handler: Handler) -> io::Result<HttpServer> {
         let listener = bind_with_retry(listen, Duration::from_secs(3))?;
         let addr = listener.local_addr()?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| io::Error::other(format!("starting HTTP server on {addr}: {e}")))?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let delayed = Arc::new(DelayQueue::default());
-        let mut threads = Vec::new();
-        for i in 0..workers.max(1) {
-            let (server, stop, handler, delayed) = (
-                server.clone(),
-                stop.clone(),
-                handler.clone(),
-                delayed.clone(),
-            );
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("sim-http-{}-{i}", addr.port()))
-                    .spawn(move || worker_loop(&server, &stop, &handler, &delayed))?,
-            );
-        }
-        {
-            let (stop, delayed) = (stop.clone(), delayed.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("sim-delay-{}", addr.port()))
-                    .spawn(move || delayed.run(&stop))?,
-            );
-        }
-        Ok(HttpServer {
-            addr,
-            stop,
-            server: Some(server),
-            workers: threads,
-            delayed,
-        })
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        let thread = std::thread::Builder::new().name(format!("sim-http-{}", addr.port())).spawn(move || {
+            // Leaked (a few hundred bytes a start): the server's tasks borrow it for good.
+            let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+            let limits = Limits { max_connections: 4096, ..Limits::with_body(MAX_BODY) };
+            let served = Server::serve("sim", listener, limits, ex, server::handler(move |r| answer(handler.clone(), r)));
+            let server = match served {
+                Ok(server) => server,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            smol::block_on(ex.run(async {
+                let _ = stop_rx.recv().await;
+                // Every socket closes, as in a crash; pending delayed replies are never sent.
+                server.close_all();
+                server.closed().or(async {
+                    async_io::Timer::after(Duration::from_secs(2)).await;
+                })
+                .await;
+            }));
+        })?;
+        ready_rx.recv().map_err(|_| io::Error::other(format!("simulator on {addr} did not start")))??;
+        Ok(HttpServer { addr, stop: Some(stop_tx), thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Stop serving: workers exit, the listener and all open connections are closed.
+    /// Stop serving: the listener and all open connections are closed when this returns.
     pub fn shutdown(&mut self) {
-        if self.server.is_none() {
-            return;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send_blocking(());
         }
-        self.stop.store(true, Ordering::SeqCst);
-        self.delayed.wake();
-        for t in self.workers.drain(..) {
-            let _ = t.join();
-        }
-        // Kill sockets before dropping the server: tiny_http's Drop only nudges its accept
-        // thread, it never closes keep-alive connections, which would otherwise stay open and
-        // swallow requests without ever answering.
-        reset_sockets(self.addr, true);
-        drop(self.server.take());
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while reset_sockets(self.addr, false) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -189,181 +170,24 @@ fn bind_with_retry(listen: &str, patience: Duration) -> io::Result<TcpListener> 
     }
 }
 
-fn worker_loop(
-    server: &tiny_http::Server,
-    stop: &AtomicBool,
-    handler: &Handler,
-    delayed: &DelayQueue,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let mut rq = match server.recv_timeout(RECV_POLL) {
-            Ok(Some(rq)) => rq,
-            Ok(None) => continue,
-            // The accept thread reported an error (e.g. listener shut down): nothing more comes.
-            Err(_) => return,
-        };
-        let incoming = match read_incoming(&mut rq) {
-            Ok(i) => i,
-            Err(e) => {
-                let _ = rq.respond(
-                    tiny_http::Response::from_string(format!("bad request: {e}"))
-                        .with_status_code(400),
-                );
-                continue;
-            }
-        };
-        // A panicking handler must not cost the server a worker thread.
-        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(incoming)))
-            .unwrap_or_else(|_| Reply::text(500, "simulator handler panicked\n"));
-        if reply.delay.is_zero() {
-            respond(rq, reply);
-        } else {
-            delayed.push(Instant::now() + reply.delay, rq, reply);
-        }
-    }
-}
-
-fn read_incoming(rq: &mut tiny_http::Request) -> io::Result<Incoming> {
-    let url = rq.url().to_string();
-    let (path, query) = match url.split_once('?') {
+/// Run the handler (a panic answers 500 and the server goes on), then wait out the reply's
+/// simulated latency on a timer.
+async fn answer(handler: Handler, request: server::Request) -> server::Response {
+    let (path, query) = match request.target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (url, String::new()),
+        None => (request.target.clone(), String::new()),
     };
-    let headers = rq
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_string(),
-                h.value.as_str().to_string(),
-            )
-        })
-        .collect();
-    let mut body = Vec::new();
-    rq.as_reader().take(MAX_BODY).read_to_end(&mut body)?;
-    Ok(Incoming {
-        method: rq.method().as_str().to_string(),
-        path,
-        query,
-        headers,
-        body,
-    })
-}
-
-fn respond(rq: tiny_http::Request, reply: Reply) {
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], reply.content_type.as_bytes())
-        .expect("static content type is a valid header");
-    let mut resp = tiny_http::Response::from_data(reply.body)
-        .with_status_code(reply.status)
-        .with_header(header);
-    for (k, v) in &reply.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            resp.add_header(h);
-        }
+    let incoming = Incoming { method: request.method, path, query, headers: request.headers, body: request.body };
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(incoming)))
+        .unwrap_or_else(|_| Reply::text(500, "simulator handler panicked\n"));
+    if !reply.delay.is_zero() {
+        async_io::Timer::after(reply.delay).await;
     }
-    // The client may have gone away; a simulator has nobody to tell.
-    let _ = rq.respond(resp);
-}
-
-/// Replies waiting for their simulated latency to elapse. One thread serves them in FIFO order:
-/// all delays of a server are equal, so deadlines arrive (nearly) sorted.
-#[derive(Default)]
-struct DelayQueue {
-    q: Mutex<VecDeque<(Instant, tiny_http::Request, Reply)>>,
-    cv: Condvar,
-}
-
-impl DelayQueue {
-    fn push(&self, at: Instant, rq: tiny_http::Request, reply: Reply) {
-        self.q
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back((at, rq, reply));
-        self.cv.notify_one();
+    let mut response = server::Response::new(reply.status, reply.content_type, reply.body);
+    for (k, v) in reply.headers {
+        response.headers.push((k.into(), v));
     }
-    fn wake(&self) {
-        self.cv.notify_all();
-    }
-    fn run(&self, stop: &AtomicBool) {
-        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                // Pending requests are dropped unanswered, like a killed process.
-                q.clear();
-                return;
-            }
-            let now = Instant::now();
-            match q.front() {
-                Some((at, _, _)) if *at <= now => {
-                    let (_, rq, reply) = q.pop_front().expect("front exists");
-                    drop(q);
-                    respond(rq, reply);
-                    q = self.q.lock().unwrap_or_else(|p| p.into_inner());
-                }
-                Some((at, _, _)) => {
-                    let wait = (*at - now).min(RECV_POLL);
-                    q = self
-                        .cv
-                        .wait_timeout(q, wait)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-                None => {
-                    q = self
-                        .cv
-                        .wait_timeout(q, RECV_POLL)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-            }
-        }
-    }
-}
-
-/// Shut down every TCP socket of this process bound locally to `addr` (the listener and the
-/// connections accepted on it; `include_listener` = false leaves listeners alone) and return
-/// how many such sockets still exist. tiny_http exposes no handle on its sockets, so they are
-/// found through `/proc/self/fd`.
-#[cfg(target_os = "linux")]
-fn reset_sockets(addr: SocketAddr, include_listener: bool) -> usize {
-    use std::mem::ManuallyDrop;
-    use std::os::fd::FromRawFd;
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    let mut found = 0;
-    for entry in dir.flatten() {
-        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let is_socket = std::fs::read_link(entry.path())
-            .map(|t| t.to_string_lossy().starts_with("socket:"))
-            .unwrap_or(false);
-        if !is_socket {
-            continue;
-        }
-        // SAFETY: the fd is only borrowed: ManuallyDrop guarantees we never close it, and the
-        // calls below (getsockname, getpeername, shutdown) fail harmlessly on anything that
-        // is not a TCP socket (e.g. if the number was closed and reused meanwhile).
-        let s = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-        if s.local_addr().ok() != Some(addr) {
-            continue;
-        }
-        found += 1;
-        let is_listener = s.peer_addr().is_err();
-        if !is_listener || include_listener {
-            // On Linux, shutting down a listening socket makes accept() fail, which ends
-            // tiny_http's accept thread and releases the port.
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-    found
-}
-
-#[cfg(not(target_os = "linux"))]
-fn reset_sockets(_addr: SocketAddr, _include_listener: bool) -> usize {
-    // Elsewhere only the listener closes (when tiny_http's accept thread exits).
-    0
+    response
 }
 
 #[cfg(test)]
@@ -398,7 +222,7 @@ mod tests {
     #[test]
     fn stop_closes_keepalive_connections_and_port_can_be_rebound() {
         let h: Handler = Arc::new(|i: Incoming| Reply::text(200, &i.path));
-        let mut srv = HttpServer::start("127.0.0.1:0", 2, h.clone()).unwrap();
+        let mut srv = HttpServer::start("127.0.0.1:0", h.clone()).unwrap();
         let addr = srv.addr();
         let a = agent();
         let url = format!("http://{addr}/one");
@@ -419,7 +243,7 @@ mod tests {
             t0.elapsed()
         );
         // Same port again, same pooled agent.
-        let srv2 = HttpServer::start(&addr.to_string(), 2, h).unwrap();
+        let srv2 = HttpServer::start(&addr.to_string(), h).unwrap();
         assert_eq!(srv2.addr(), addr);
         let mut r = a.get(&format!("http://{addr}/two")).call().unwrap();
         assert_eq!(r.body_mut().read_to_string().unwrap(), "/two");
@@ -431,7 +255,7 @@ mod tests {
             assert!(i.path != "/boom", "deliberate test panic");
             Reply::text(200, "fine")
         });
-        let srv = HttpServer::start("127.0.0.1:0", 1, h).unwrap();
+        let srv = HttpServer::start("127.0.0.1:0", h).unwrap();
         let a = agent();
         assert_eq!(
             a.get(&format!("http://{}/boom", srv.addr()))
@@ -449,17 +273,17 @@ mod tests {
     }
 
     #[test]
-    fn delayed_replies_do_not_block_workers() {
+    fn delayed_replies_wait_concurrently() {
         let h: Handler = Arc::new(|_i: Incoming| {
             let mut r = Reply::text(200, "late");
             r.delay = Duration::from_millis(300);
             r
         });
-        let srv = HttpServer::start("127.0.0.1:0", 1, h).unwrap();
+        let srv = HttpServer::start("127.0.0.1:0", h).unwrap();
         let url = format!("http://{}/", srv.addr());
         let t0 = Instant::now();
-        // Four concurrent requests through a single worker: with the delay queue they finish in
-        // about one delay, not four.
+        // Four concurrent requests on one executor thread: they finish in about one delay, not
+        // four.
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let url = url.clone();

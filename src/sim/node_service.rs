@@ -34,7 +34,6 @@ pub struct NodeServiceSimConfig {
     pub layers_per_epoch: u32,
     /// Node IDs with an ATX, eligibility and weight; others get 404 / 0 / 204.
     pub identities: Vec<[u8; 32]>,
-    pub workers: usize,
 }
 
 impl Default for NodeServiceSimConfig {
@@ -45,7 +44,6 @@ impl Default for NodeServiceSimConfig {
             layer: 1000,
             layers_per_epoch: 288,
             identities: vec![[0x11; 32], [0x22; 32]],
-            workers: 4,
         }
     }
 }
@@ -112,7 +110,6 @@ pub struct NodeServiceSim {
     shared: Arc<Shared>,
     server: Option<HttpServer>,
     addr: SocketAddr,
-    workers: usize,
     api: Api,
 }
 
@@ -129,7 +126,7 @@ pub fn start_json_api(cfg: NodeServiceSimConfig) -> io::Result<NodeServiceSim> {
 }
 
 fn start(cfg: NodeServiceSimConfig, api: Api) -> io::Result<NodeServiceSim> {
-    let (listen, workers) = (cfg.listen.clone(), cfg.workers.max(1));
+    let listen = cfg.listen.clone();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             synced: cfg.synced,
@@ -139,9 +136,9 @@ fn start(cfg: NodeServiceSimConfig, api: Api) -> io::Result<NodeServiceSim> {
             stats: NodeServiceStats::default(),
         }),
     });
-    let server = HttpServer::start(&listen, workers, handler(shared.clone(), api))?;
+    let server = HttpServer::start(&listen, handler(shared.clone(), api))?;
     let addr = server.addr();
-    Ok(NodeServiceSim { shared, server: Some(server), addr, workers, api })
+    Ok(NodeServiceSim { shared, server: Some(server), addr, api })
 }
 
 fn handler(shared: Arc<Shared>, api: Api) -> Handler {
@@ -193,7 +190,7 @@ impl NodeServiceSim {
     /// Listen again on the same port with the state intact.
     pub fn resume(&mut self) -> io::Result<()> {
         if self.server.is_none() {
-            self.server = Some(HttpServer::start(&self.addr.to_string(), self.workers, handler(self.shared.clone(), self.api))?);
+            self.server = Some(HttpServer::start(&self.addr.to_string(), handler(self.shared.clone(), self.api))?);
         }
         Ok(())
     }

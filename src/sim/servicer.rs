@@ -50,8 +50,6 @@ pub struct ServicerSimConfig {
     /// Staked applications known to the simulated world state.
     pub apps: Vec<SimApp>,
     pub version: String,
-    /// Threads handling requests (handling is in-memory and fast; >1 only matters under load).
-    pub workers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +75,6 @@ impl Default for ServicerSimConfig {
             chains: vec!["0021".into()],
             apps: Vec::new(),
             version: "RC-0.11.1".into(),
-            workers: 2,
         }
     }
 }
@@ -146,9 +143,6 @@ impl ServicerSimConfig {
             for (j, c) in a.chains.iter().enumerate() {
                 check_chain_id(c).map_err(|e| format!("apps[{i}].chains[{j}]: {e}"))?;
             }
-        }
-        if self.workers == 0 || self.workers > 64 {
-            return Err(format!("workers: must be 1..=64, got {}", self.workers));
         }
         Ok(())
     }
@@ -452,7 +446,6 @@ pub struct SimHandle {
     shared: Arc<Shared>,
     server: Option<HttpServer>,
     addr: SocketAddr,
-    workers: usize,
 }
 
 /// Start a servicer simulator on background threads.
@@ -487,17 +480,16 @@ pub fn start_servicer(cfg: ServicerSimConfig) -> io::Result<SimHandle> {
         stats: ServicerStats::default(),
         cfg,
     };
-    let (listen, workers) = (state.cfg.listen.clone(), state.cfg.workers);
+    let listen = state.cfg.listen.clone();
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
     });
-    let server = HttpServer::start(&listen, workers, handler(shared.clone()))?;
+    let server = HttpServer::start(&listen, handler(shared.clone()))?;
     let addr = server.addr();
     Ok(SimHandle {
         shared,
         server: Some(server),
         addr,
-        workers,
     })
 }
 
@@ -538,7 +530,6 @@ impl SimHandle {
         if self.server.is_none() {
             self.server = Some(HttpServer::start(
                 &self.addr.to_string(),
-                self.workers,
                 handler(self.shared.clone()),
             )?);
         }
@@ -1594,7 +1585,6 @@ mod tests {
     #[test]
     fn concurrent_duplicates_are_accepted_exactly_once() {
         let mut cfg = config(5000);
-        cfg.workers = 4;
         let sim = start_servicer(cfg).unwrap();
         let relays: Vec<Vec<u8>> = (0..5)
             .map(|e| serde_json::to_vec(&builder().build(100 + e)).unwrap())

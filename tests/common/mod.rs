@@ -52,7 +52,6 @@ impl Stack {
             servicers: vec![servicer_key.public_hex.clone()],
             chains: vec![CHAIN.into()],
             apps: vec![SimApp { public_key: app.public_hex.clone(), chains: vec![CHAIN.into()], max_relays }],
-            workers: 4,
             ..Default::default()
         })
         .unwrap();
@@ -199,7 +198,6 @@ pub fn servicer_sim(servicers: &[&KeyPair], app: &KeyPair, max_relays: u64, serv
         servicers: servicers.iter().map(|k| k.public_hex.clone()).collect(),
         chains: vec![CHAIN.into()],
         apps: vec![SimApp { public_key: app.public_hex.clone(), chains: vec![CHAIN.into()], max_relays }],
-        workers: 2,
         ..Default::default()
     })
     .unwrap()
