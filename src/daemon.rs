@@ -1,7 +1,8 @@
 //! `meshd start`: builds the shared state, starts the node checks and connectivity probes,
-//! opens the relay listener as soon as a node is healthy and runs every task (health checks,
-//! notifier, session cleanup, hot reload, request handling) on one `LocalExecutor` thread.
-//! Blocking work goes to smol's capped blocking pool.
+//! opens the relay listener as soon as a node is healthy and runs every task (listeners and
+//! their connections, outbound calls, health checks, notifier, session cleanup, hot reload) on
+//! one `LocalExecutor` thread. Queue commits go to the LMDB writer; the few LMDB reads (stats,
+//! scans) to smol's blocking pool, capped small ([`DEFAULT_BLOCKING_THREADS`]).
 //!
 //! Operator side (issue D): the Prometheus listener, systemd `READY=1`/`WATCHDOG=1`, and the
 //! graceful shutdown on SIGTERM/SIGINT or `POST /v1/private/mesh/stop` (see [`shutdown`]);
@@ -14,18 +15,20 @@ use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::config::Loaded;
-use crate::listener::Listener;
+use crate::http::server::{self, Limits, Server};
 use crate::notifier::Notifier;
 use crate::protocol::session::latest_session_height;
 use crate::queue::{writer, Durability, Store, WriteOp, Writer};
-use crate::{health, metrics, reload, router, sd_notify, signals, states};
+use crate::{health, metrics, reload, sd_notify, signals, states};
 
 /// Longest a graceful shutdown waits for in-flight requests before committing and exiting.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// Blocking-pool cap unless `BLOCKING_MAX_THREADS` says otherwise (blocking 1.7 never shrinks
-/// its pool, so an uncapped burst would keep hundreds of idle threads; rust-stack.md §2).
-pub const DEFAULT_BLOCKING_THREADS: usize = 32;
+/// its pool, so an uncapped burst would keep hundreds of idle threads; rust-stack.md §2). Only
+/// LMDB reads off the hot path use it (queue stats, notifier scans, state queries): no socket
+/// I/O and no relay waits on it.
+pub const DEFAULT_BLOCKING_THREADS: usize = 2;
 
 pub struct StartOptions {
     pub simulate_relay: bool,
@@ -37,7 +40,6 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
     if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
         blocking::set_max_blocking_threads(NonZeroUsize::new(DEFAULT_BLOCKING_THREADS).expect("non-zero"));
     }
-    crate::conn_guard::set_timeouts(crate::conn_guard::Timeouts::from_settings(&loaded.settings));
     let store = Arc::new(open_queue(&loaded)?);
     let (queue, writer_task) = Writer::new(store.clone());
     let app = Rc::new(App::new(&loaded, options.simulate_relay, queue));
@@ -50,7 +52,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         }
         // Spacemesh node-service gateway (issue F): own listeners and tasks, same queue Env.
         if let Some(spacemesh) = &loaded.spacemesh {
-            let started = crate::spacemesh::start(ex, spacemesh, store.clone(), loaded.settings.client_max_connections as usize)?;
+            let started = crate::spacemesh::start(ex, spacemesh, store.clone(), &loaded.settings)?;
             *app.spacemesh.borrow_mut() = Some(started.state);
         }
         let ids: Vec<u64> = app.fleet().nodes.iter().map(|n| n.id()).collect();
@@ -60,18 +62,21 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         }
         wait_until_serving(&app).await;
         let listen = format!("{}:{}", app.settings.listen_address, app.settings.rpc_port);
-        let (listener, requests) = Listener::bind("relay", &listen, app.settings.client_max_connections as usize)?;
+        let limits = Limits::from_settings(&app.settings, app.settings.client_rpc_max_bytes_size);
+        let relay_app = app.clone();
+        let listener = Server::bind("relay", &listen, limits, ex, server::handler(move |request| crate::router::serve(relay_app.clone(), request)))
+            .map_err(|e| e.to_string())?;
         for &id in &ids {
             Notifier::spawn_dispatcher(&app, id, ex);
         }
         ex.spawn(session_cleanup(app.clone())).detach();
         ex.spawn(reload::reload_loop(app.clone(), ex)).detach();
         ex.spawn(prune_states(app.clone())).detach();
-        start_metrics(&app, ex);
+        let _metrics = start_metrics(&app, ex);
         let fleet = app.fleet();
         log::info!(
             "event=ready listen={} servicers={} nodes={} healthy_nodes={} chains={} queue={:?}",
-            listener.addr,
+            listener.addr(),
             fleet.servicer_count(),
             fleet.nodes.len(),
             fleet.nodes.iter().filter(|n| n.is_healthy()).count(),
@@ -80,17 +85,17 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         );
         let systemd = sd_notify::Notifier::from_env();
         if let Some(sd) = &systemd {
-            sd.notify(&format!("READY=1\nSTATUS=serving {} servicers on {}", fleet.servicer_count(), listener.addr));
+            sd.notify(&format!("READY=1\nSTATUS=serving {} servicers on {}", fleet.servicer_count(), listener.addr()));
             if let Some(interval) = sd_notify::watchdog_interval() {
                 ex.spawn(watchdog(interval)).detach();
             }
         }
         drop(fleet);
         if let Some(ready) = options.on_ready.take() {
-            ready(listener.addr);
+            ready(listener.addr());
         }
-        let signal = serve_until_stop(&app, ex, &requests).await;
-        shutdown(&app, ex, listener, requests, signal, systemd.as_ref()).await;
+        let signal = serve_until_stop(&app).await;
+        shutdown(&app, listener, signal, systemd.as_ref()).await;
         Ok(())
     }))
 }
@@ -102,26 +107,10 @@ pub fn start_node(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, id: 
     Notifier::spawn_dispatcher(app, id, ex);
 }
 
-/// Handle one request on the executor (`router::serve` counts it in `App::active_requests`
-/// from the start, so a shutdown waits for it).
-fn spawn_request(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, request: tiny_http::Request) {
-    ex.spawn(router::serve(app.clone(), request)).detach();
-}
-
-/// Serve requests until SIGTERM/SIGINT (returns the signal), a stop request
-/// (`/v1/private/mesh/stop`: None) or the listener stops (None).
-/// SIGHUP calls [`signals::on_sighup`] and serving goes on.
-async fn serve_until_stop(
-    app: &Rc<App>,
-    ex: &'static smol::LocalExecutor<'static>,
-    requests: &async_channel::Receiver<tiny_http::Request>,
-) -> Option<i32> {
-    let accept = async {
-        while let Ok(request) = requests.recv().await {
-            spawn_request(app, ex, request);
-        }
-        None
-    };
+/// Serve (the listener's own tasks do) until SIGTERM/SIGINT (returns the signal) or a stop
+/// request (`/v1/private/mesh/stop`: None). SIGHUP calls [`signals::on_sighup`] and serving
+/// goes on.
+async fn serve_until_stop(app: &Rc<App>) -> Option<i32> {
     let watch = async {
         let mut hangups = 0;
         loop {
@@ -136,7 +125,7 @@ async fn serve_until_stop(
         log::info!("event=stop_requested source=private_api");
         None
     };
-    futures_lite::future::or(accept, futures_lite::future::or(watch, stop)).await
+    futures_lite::future::or(watch, stop).await
 }
 
 /// Graceful shutdown: stop accepting (the listening socket is closed, new connections are
@@ -146,9 +135,7 @@ async fn serve_until_stop(
 /// no answer; it may already be queued, which only means its notify is sent anyway.
 async fn shutdown(
     app: &Rc<App>,
-    ex: &'static smol::LocalExecutor<'static>,
-    listener: Listener,
-    requests: async_channel::Receiver<tiny_http::Request>,
+    listener: Server,
     signal: Option<i32>,
     systemd: Option<&sd_notify::Notifier>,
 ) {
@@ -159,21 +146,9 @@ async fn shutdown(
     if let Some(sd) = systemd {
         sd.notify("STOPPING=1");
     }
-    // Unblock the hand-off thread and drop our handle: the socket closes once it exits.
+    // The listening socket closes; connections already open are served on, so requests
+    // already sent are still answered.
     listener.close();
-    drop(listener);
-    // Requests accepted before the close are still answered.
-    while Instant::now() < deadline {
-        match futures_lite::future::or(async { requests.recv().await.ok() }, async {
-            async_io::Timer::at(deadline).await;
-            None
-        })
-        .await
-        {
-            Some(request) => spawn_request(app, ex, request),
-            None => break,
-        }
-    }
     while app.active_requests() > 0 && Instant::now() < deadline {
         async_io::Timer::after(Duration::from_millis(10)).await;
     }
@@ -205,17 +180,24 @@ async fn watchdog(interval: Duration) {
     }
 }
 
-/// The Prometheus listener on `listen_address:pocket_prometheus_port`. A port that cannot be
-/// bound is logged, not fatal: relays matter more than metrics.
-fn start_metrics(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>) {
+/// The Prometheus listener on `listen_address:pocket_prometheus_port`, at most
+/// `prometheus_max_open_files` connections. A port that cannot be bound is logged, not fatal:
+/// relays matter more than metrics.
+fn start_metrics(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>) -> Option<Server> {
     let s = &app.settings;
     let addr = format!("{}:{}", s.listen_address, s.pocket_prometheus_port);
-    match metrics::serve_exposition(&addr, s.prometheus_max_open_files) {
-        Ok((bound, scrapes)) => {
-            log::info!("event=metrics_listening listen={bound} max_open={}", s.prometheus_max_open_files.clamp(1, metrics::MAX_SCRAPE_WORKERS));
-            ex.spawn(metrics::answer_scrapes(app.clone(), scrapes)).detach();
+    let max_open = s.prometheus_max_open_files.clamp(1, metrics::MAX_SCRAPE_CONNECTIONS);
+    let limits = Limits { max_connections: max_open as usize, ..Limits::from_settings(s, 4096) };
+    let scrape_app = app.clone();
+    match Server::bind("metrics", &addr, limits, ex, server::handler(move |_request| metrics::scrape(scrape_app.clone()))) {
+        Ok(server) => {
+            log::info!("event=metrics_listening listen={} max_open={max_open}", server.addr());
+            Some(server)
         }
-        Err(e) => log::error!("event=metrics_unavailable error={e:?}"),
+        Err(e) => {
+            log::error!("event=metrics_unavailable listen={addr} error=\"{e} (pocket_prometheus_port)\"");
+            None
+        }
     }
 }
 

@@ -68,8 +68,7 @@ pub fn write_datadir(
 }
 
 pub fn run(relays: usize) -> Result<i32, String> {
-    // tiny_http logs every failed accept when the simulators shut down at exit: noise here.
-    let _ = simple_logger::SimpleLogger::new().with_level(log::LevelFilter::Warn).with_module_level("tiny_http", log::LevelFilter::Off).env().init();
+    let _ = simple_logger::SimpleLogger::new().with_level(log::LevelFilter::Warn).env().init();
     let (app_key, client_key, servicer_key) = demo_keys();
     let dir: PathBuf = std::env::temp_dir().join(format!("meshd-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -117,9 +117,6 @@ fn init_logging(log_level: &str) -> Result<(), String> {
         .with_module_level("ureq", clients)
         .with_module_level("ureq_proto", clients)
         .with_module_level("rustls", clients)
-        // tiny_http's one error line ("Error accepting new client") repeats what the listener
-        // logs with context (event=listener_failed / listener_paused).
-        .with_module_level("tiny_http", log::LevelFilter::Off)
         .with_utc_timestamps()
         .init()
         .map_err(|e| format!("cannot start logging: {e}"))?;
@@ -128,6 +125,10 @@ fn init_logging(log_level: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Descriptors meshd needs besides client connections: LMDB, outbound pools, the metrics and
+/// Spacemesh listeners.
+const FD_RESERVE: u64 = 256;
 
 fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
     let args = parse_datadir_args(args, true)?;
@@ -151,10 +152,14 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
     );
     meshd::signals::install().map_err(|e| format!("signals: {e}"))?;
     install_panic_policy();
-    let (soft, hard) = meshd::conn_guard::raise_fd_limit();
-    // Whether that affords `client_max_connections` is the connection guard's call: it lowers
-    // the cap to fit and says so (event=connection_cap_lowered).
+    let (soft, hard) = meshd::http::server::raise_fd_limit();
     log::info!("event=fd_limit soft={soft} hard={hard}");
+    // Past the limit, accepting backs off until descriptors come back (never a crash), but
+    // clients wait: say so at start.
+    let wanted = loaded.settings.client_max_connections + FD_RESERVE;
+    if soft < wanted {
+        log::warn!("event=fd_limit_low soft={soft} wanted={wanted} (client_max_connections + {FD_RESERVE}; raise LimitNOFILE)");
+    }
     daemon::run(loaded, daemon::StartOptions { simulate_relay: args.simulate_relay, on_ready: None }).map_err(|e| {
         log::error!("event=fatal error={e:?}");
         e

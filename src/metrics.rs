@@ -7,22 +7,21 @@
 //! `meshd_<name>_total` counter per field of [`crate::app::Counters`].
 //!
 //! Threads: the registry lives on the executor thread (`Cell`/`RefCell`, no locks: recording a
-//! relay is a map lookup and a few additions). The exposition listener runs on its own threads
-//! (`pocket_prometheus_port`, `prometheus_max_open_files` worker threads, so at most that many
-//! scrapes are served at once). A scrape is **message-passed** to the executor: the worker
-//! sends a reply channel, a task on the executor renders the text from live state and sends it
-//! back. Nothing is rendered when nobody scrapes (an idle Pi stays idle), every scrape is
-//! current, and a scrape that gets no answer within [`SCRAPE_TIMEOUT`] is answered 503 — a
-//! wedged executor shows up as failed scrapes instead of stale numbers.
+//! relay is a map lookup and a few additions). The exposition listener (`pocket_prometheus_port`)
+//! is one more listener of the same server on the same executor, with at most
+//! `prometheus_max_open_files` connections and the client deadlines: a scrape renders the text
+//! from live state. Nothing is rendered when nobody scrapes (an idle Pi stays idle) and every
+//! scrape is current; a wedged executor stops answering scrapes and stops the systemd watchdog
+//! pings, so systemd restarts it.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::app::App;
+use crate::http::server::Response;
 use crate::queue::QueueStats;
 
 /// `prometheus.LinearBuckets(1, 20, 20)`: upper bounds in milliseconds.
@@ -36,10 +35,8 @@ pub const BUCKETS_MS: [f64; 20] = {
     b
 };
 
-/// Longest a scrape waits for the executor before answering 503.
-pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Upper bound on exposition worker threads, whatever `prometheus_max_open_files` says.
-pub const MAX_SCRAPE_WORKERS: u64 = 16;
+/// Upper bound on exposition connections, whatever `prometheus_max_open_files` says.
+pub const MAX_SCRAPE_CONNECTIONS: u64 = 64;
 
 const NS: &str = "pocketcore_geo_mesh_";
 
@@ -417,78 +414,42 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
     out
 }
 
-/// The connection guards' view of each client listener (relay, Spacemesh gateway).
+/// Each listener's connections (relay, metrics, Spacemesh gateway and API).
 fn render_listeners(out: &mut String, moniker: &str) {
-    let gates = crate::conn_guard::stats();
-    let each = |value: fn(&crate::conn_guard::GateStats) -> u64| {
-        gates.iter().map(move |g| (labels(&[("moniker", moniker), ("listener", g.name)]), value(g)))
+    use std::sync::atomic::Ordering::Relaxed;
+    let listeners = crate::http::server::stats();
+    let each = |value: fn(&crate::http::server::ListenerStats) -> u64| {
+        listeners.iter().map(move |l| (labels(&[("moniker", moniker), ("listener", l.name)]), value(l)))
     };
-    family(out, "meshd_http_connections", "gauge", "Client connections open on the listener.", each(|g| g.open as u64));
+    family(out, "meshd_http_connections", "gauge", "Client connections open on the listener.", each(|l| l.open.load(Relaxed) as u64));
     family(
         out,
         "meshd_http_listener_paused",
         "gauge",
-        "1 while the listener refuses new connections (connection cap or descriptors).",
-        each(|g| u64::from(g.paused)),
+        "1 while the listener waits before accepting (connection cap reached with none idle, or descriptors exhausted).",
+        each(|l| u64::from(l.paused.load(Relaxed))),
     );
-    family(out, "meshd_http_listener_pauses_total", "counter", "Times the listener paused accepting.", each(|g| g.pauses));
+    family(out, "meshd_http_listener_pauses_total", "counter", "Times the listener paused accepting.", each(|l| l.pauses.load(Relaxed)));
     family(
         out,
         "meshd_http_connections_closed_total",
         "counter",
-        "Connections meshd closed: past their read/write deadline (timeout) or idle at the cap (evicted).",
-        gates.iter().flat_map(|g| {
-            [("timeout", g.closed_timeout), ("evicted", g.closed_evicted)]
-                .map(|(reason, value)| (labels(&[("moniker", moniker), ("listener", g.name), ("reason", reason)]), value))
+        "Connections meshd closed: past a read/write deadline (timeout), idle at the cap (evicted), or a request head over the limit (head_too_large).",
+        listeners.iter().flat_map(|l| {
+            [("timeout", &l.closed_timeout), ("evicted", &l.closed_evicted), ("head_too_large", &l.refused_head_too_large)]
+                .map(|(reason, value)| (labels(&[("moniker", moniker), ("listener", l.name), ("reason", reason)]), value.load(Relaxed)))
         }),
     );
 }
 
-/// A scrape waiting for the executor: it sends the rendered text back on this channel.
-pub type ScrapeRequest = mpsc::SyncSender<String>;
-
-/// Executor task: answer scrapes with freshly rendered text.
-pub async fn answer_scrapes(app: Rc<App>, requests: async_channel::Receiver<ScrapeRequest>) {
-    while let Ok(reply) = requests.recv().await {
-        let store = app.queue.store().clone();
-        let spacemesh_queue = app.spacemesh.borrow().as_ref().map(|s| s.queue.clone());
-        let (queue, spacemesh_queue) = smol::unblock(move || (store.stats(), spacemesh_queue.map(|q| q.counts()))).await;
-        let text = render(&app, &Snapshot { queue, spacemesh_queue });
-        let _ = reply.try_send(text);
-    }
-}
-
-/// Bind the exposition listener and start its worker threads. Any path answers the metrics
-/// (like the incumbent's promhttp handler); at most `max_open` scrapes are served at once.
-pub fn serve_exposition(addr: &str, max_open: u64) -> Result<(std::net::SocketAddr, async_channel::Receiver<ScrapeRequest>), String> {
-    let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr} (pocket_prometheus_port): {e}"))?;
-    let bound = server.server_addr().to_ip().ok_or_else(|| format!("{addr} is not an IP address"))?;
-    let server = std::sync::Arc::new(server);
-    let (tx, rx) = async_channel::bounded::<ScrapeRequest>(MAX_SCRAPE_WORKERS as usize);
-    for worker in 0..max_open.clamp(1, MAX_SCRAPE_WORKERS) {
-        let (server, tx) = (server.clone(), tx.clone());
-        std::thread::Builder::new()
-            .name(format!("metrics-{worker}"))
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                while let Ok(request) = server.recv() {
-                    let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-                    let text = if tx.send_blocking(reply_tx).is_ok() { reply_rx.recv_timeout(SCRAPE_TIMEOUT).ok() } else { None };
-                    let response = match text {
-                        Some(text) => tiny_http::Response::from_string(text).with_header(
-                            tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain; version=0.0.4; charset=utf-8"[..])
-                                .expect("static header is valid"),
-                        ),
-                        None => tiny_http::Response::from_string("meshd executor did not answer the scrape in time\n").with_status_code(503),
-                    };
-                    if let Err(e) = request.respond(response) {
-                        log::debug!("event=metrics_respond_failed error={e}");
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start a metrics thread: {e}"))?;
-    }
-    Ok((bound, rx))
+/// Answer a scrape (any path, like the incumbent's promhttp handler) with text rendered from
+/// live state.
+pub async fn scrape(app: Rc<App>) -> Response {
+    let store = app.queue.store().clone();
+    let spacemesh_queue = app.spacemesh.borrow().as_ref().map(|s| s.queue.clone());
+    let (queue, spacemesh_queue) = smol::unblock(move || (store.stats(), spacemesh_queue.map(|q| q.counts()))).await;
+    let text = render(&app, &Snapshot { queue, spacemesh_queue });
+    Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::app::App;
 use crate::chain_client::ChainSet;
 use crate::config::chains::{chain_to_json, chains_to_json, parse_chains};
+use crate::http::server::Request;
 use crate::reply::{http_error, Reply};
 
 pub const PREFIX: &str = "/v1/private/mesh/";
@@ -28,13 +29,13 @@ pub const PREFIX: &str = "/v1/private/mesh/";
 /// Requests refused for a wrong or missing token, since start.
 static UNAUTHORIZED: AtomicU64 = AtomicU64::new(0);
 
-pub async fn handle(app: &Rc<App>, method: &str, path: &str, request: &tiny_http::Request, body: Vec<u8>) -> Reply {
-    let supplied = request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str());
+pub async fn handle(app: &Rc<App>, method: &str, path: &str, request: &Request, body: Vec<u8>) -> Reply {
+    let supplied = request.header("Authorization");
     if !authorized(app.mesh_token.as_deref(), supplied) {
         // Logged, but sparsely: unauthenticated clients must not be able to flood the log.
         let n = UNAUTHORIZED.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= 10 || n % 1000 == 0 {
-            log::warn!("event=private_unauthorized count={n} path={path:?} remote={:?}", request.remote_addr().map(|a| a.ip()));
+            log::warn!("event=private_unauthorized count={n} path={path:?} remote={}", request.peer.ip());
         }
         return http_error(401, "wrong Authorization");
     }

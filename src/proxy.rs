@@ -18,6 +18,7 @@ use std::rc::Rc;
 use crate::app::{App, Counters};
 use crate::fleet::Node;
 use crate::outbound::read_answer;
+use crate::http::server::Request;
 use crate::reply::{http_error, Reply};
 
 /// Most nodes tried for one request.
@@ -90,12 +91,10 @@ struct Outgoing {
     body: Vec<u8>,
 }
 
-pub async fn forward(app: &Rc<App>, request: &tiny_http::Request, body: Vec<u8>) -> Reply {
-    let method = request.method().as_str().to_string();
-    let path_and_query = request.url().to_string();
-    let headers: Vec<(String, String)> =
-        request.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
-    let headers = forwarded_headers(&headers, request.remote_addr().map(|a| a.ip().to_string()));
+pub async fn forward(app: &Rc<App>, request: &Request, body: Vec<u8>) -> Reply {
+    let method = request.method.clone();
+    let path_and_query = request.target.clone();
+    let headers = forwarded_headers(&request.headers, Some(request.peer.ip().to_string()));
     // Bodies on GET/HEAD are not forwarded: HTTP gives them no meaning and clients reject them.
     let body = if method == "GET" || method == "HEAD" { Vec::new() } else { body };
 

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use crate::http::server::Response;
 use crate::protocol::{gojson, PocketError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,25 @@ impl Reply {
     pub fn with_cors(mut self) -> Reply {
         self.cors = true;
         self
+    }
+}
+
+/// CORS headers of the incumbent's relay route.
+const CORS: [(&str, &str); 3] = [
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "POST"),
+    ("Access-Control-Allow-Headers", "Accept, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token, Authorization"),
+];
+
+impl From<Reply> for Response {
+    fn from(reply: Reply) -> Response {
+        let mut response = Response::new(reply.status, &reply.content_type, reply.body);
+        if reply.cors {
+            for (name, value) in CORS {
+                response = response.with_header(name, value);
+            }
+        }
+        response
     }
 }
 

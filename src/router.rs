@@ -9,59 +9,39 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::chain_client::ChainCall;
-use crate::listener::{read_body, respond};
 use crate::protocol::{gojson, Payload};
 use crate::{private_api, proxy, relay_service};
+use crate::http::server::{Request, Response};
 use crate::reply::{http_error, Reply};
 
-pub async fn serve(app: Rc<App>, request: tiny_http::Request) {
+/// Answer one request of the relay listener (its body already read within
+/// `client_rpc_max_bytes_size` by the server).
+pub async fn serve(app: Rc<App>, mut request: Request) -> Response {
     let _active = app.track_request();
-    let method = request.method().as_str().to_ascii_uppercase();
-    let path = request.url().split('?').next().unwrap_or("").to_string();
-    let ops = OpsRequest::of(&request);
-    let Some((request, body)) = read_body(request, app.settings.client_rpc_max_bytes_size).await else { return };
-    let reply = match body {
-        Err(reply) => reply,
-        Ok(body) => {
-            let timeout = Duration::from_millis(app.settings.client_rpc_timeout.max(1));
-            futures_lite::future::or(route(&app, &method, &path, &request, body, &ops), async move {
-                async_io::Timer::after(timeout).await;
-                http_error(503, "server Timeout Handling Request")
-            })
-            .await
-        }
-    };
-    respond(request, reply).await;
+    let body = std::mem::take(&mut request.body);
+    let timeout = Duration::from_millis(app.settings.client_rpc_timeout.max(1));
+    let reply = futures_lite::future::or(route(&app, &request, body), async move {
+        async_io::Timer::after(timeout).await;
+        http_error(503, "server Timeout Handling Request")
+    })
+    .await;
+    reply.into()
 }
 
-async fn route(app: &Rc<App>, method: &str, path: &str, request: &tiny_http::Request, body: Vec<u8>, ops: &OpsRequest) -> Reply {
+async fn route(app: &Rc<App>, request: &Request, body: Vec<u8>) -> Reply {
+    let (method, path) = (request.method.as_str(), request.path());
     match (method, path) {
         ("POST", "/v1/client/relay") => relay_service::handle(app, body).await,
         ("OPTIONS", "/v1/client/relay") => Reply::json(200, Vec::new()).with_cors(),
         ("POST", "/v1/client/sim") if app.simulate_relay => simulate_relay(app, body).await,
         // --- operator routes (issue D): states API, status page and its JSON ---
-        _ => match crate::ops_routes::route(app, method, path, &ops.query, ops.authorization.as_deref()).await {
+        _ => match crate::ops_routes::route(app, method, path, request.query(), request.header("Authorization")).await {
             Some(reply) => reply,
             // --- fleet routes (issue C): private API, proxy to a servicer ---
             None if path.starts_with(private_api::PREFIX) => private_api::handle(app, method, path, request, body).await,
             None if proxy::is_proxied(method, path) => proxy::forward(app, request, body).await,
             None => http_error(404, &format!("no route for {method} {path}")),
         },
-    }
-}
-
-/// What the operator routes need from the request besides method and path.
-struct OpsRequest {
-    query: String,
-    authorization: Option<String>,
-}
-
-impl OpsRequest {
-    fn of(request: &tiny_http::Request) -> OpsRequest {
-        OpsRequest {
-            query: request.url().split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default(),
-            authorization: request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str().to_string()),
-        }
     }
 }
 

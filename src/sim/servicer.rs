@@ -1584,7 +1584,7 @@ mod tests {
 
     #[test]
     fn concurrent_duplicates_are_accepted_exactly_once() {
-        let mut cfg = config(5000);
+        let cfg = config(5000);
         let sim = start_servicer(cfg).unwrap();
         let relays: Vec<Vec<u8>> = (0..5)
             .map(|e| serde_json::to_vec(&builder().build(100 + e)).unwrap())

@@ -19,6 +19,7 @@ use super::http::{self, header, text};
 use super::publish_queue::{content_hash, Enqueued, PublishState, QueuedPublish, Route};
 use super::upstream::{forward, Forwarded, Outgoing, Select, UpstreamAnswer};
 use super::State;
+use crate::http::server::{Request, Response};
 use crate::queue::record::now_ms;
 
 pub const STATS_PATH: &str = "/_meshd/spacemesh/stats";
@@ -37,22 +38,12 @@ pub const PASS_THROUGH_ROUNDS: usize = 3;
 /// Gossip protocols whose publishes are queued; every other protocol is time-critical.
 pub const QUEUED_PROTOCOLS: &[&str] = &["ax1"];
 
-pub async fn serve(st: Rc<State>, request: tiny_http::Request) {
-    let client = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+pub async fn serve(st: Rc<State>, request: Request) -> Response {
+    let client = request.peer.ip().to_string();
     st.count_client(&client, |c| c.requests += 1);
-    let method = request.method().as_str().to_ascii_uppercase();
-    let url = request.url().to_string();
-    let headers = http::request_headers(&request, &client);
-    let Some((request, body)) = crate::listener::read_body(request, MAX_BODY_BYTES).await else { return };
-    let answer = match body {
-        Err(reply) => UpstreamAnswer {
-            status: reply.status,
-            headers: vec![("Content-Type".into(), reply.content_type.into())],
-            body: reply.body,
-        },
-        Ok(body) => route(&st, Outgoing { method, path_and_query: url, headers, body }, &client).await,
-    };
-    http::respond(request, answer).await;
+    let headers = http::request_headers(&request.headers, &client);
+    let out = Outgoing { method: request.method, path_and_query: request.target, headers, body: request.body };
+    http::response(route(&st, out, &client).await)
 }
 
 async fn route(st: &Rc<State>, out: Outgoing, client: &str) -> UpstreamAnswer {

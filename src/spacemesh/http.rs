@@ -4,8 +4,9 @@
 //! answer with arbitrary headers off the executor thread.
 
 use super::upstream::UpstreamAnswer;
+use crate::http::server::Response;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the framing ones tiny_http and ureq set themselves.
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the framing ones the HTTP server and client set themselves.
 const NOT_FORWARDED: [&str; 11] = [
     "connection",
     "keep-alive",
@@ -26,12 +27,11 @@ pub fn is_forwarded(name: &str) -> bool {
 
 /// The client's end-to-end headers minus `Host` (rewritten to the upstream's by ureq, §8:
 /// https/CDN upstreams route on it), plus `X-Forwarded-For` as Go's reverse proxy adds it.
-pub fn request_headers(request: &tiny_http::Request, client_ip: &str) -> Vec<(String, String)> {
+pub fn request_headers(headers: &[(String, String)], client_ip: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut forwarded_for = None;
-    for h in request.headers() {
-        let name = h.field.as_str().as_str();
-        let value = h.value.as_str();
+    for (name, value) in headers {
+        let (name, value) = (name.as_str(), value.as_str());
         if name.eq_ignore_ascii_case("host") || !is_forwarded(name) {
             continue;
         }
@@ -94,19 +94,10 @@ pub fn apply_cors(answer: &mut UpstreamAnswer, requested_headers: Option<&str>) 
     }
 }
 
-/// Answer with `answer` (its forwardable headers only).
-pub async fn respond(request: tiny_http::Request, answer: UpstreamAnswer) {
-    let mut response = tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-    for (k, v) in &answer.headers {
-        if !is_forwarded(k) {
-            continue;
-        }
-        match tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            Ok(h) => response.add_header(h),
-            Err(()) => log::debug!("event=spacemesh_header_dropped name={k:?}"),
-        }
-    }
-    crate::listener::send(request, response).await
+/// The answer to send: `answer` with its forwardable headers only.
+pub fn response(answer: UpstreamAnswer) -> Response {
+    let headers = answer.headers.into_iter().filter(|(k, _)| is_forwarded(k)).map(|(k, v)| (k.into(), v)).collect();
+    Response { status: answer.status, headers, body: answer.body }
 }
 
 #[cfg(test)]

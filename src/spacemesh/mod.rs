@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SpacemeshSettings;
-use crate::listener::Listener;
+use crate::http::server::{self, Limits, Server};
 use crate::queue::Store;
 use publish_queue::{ContentHash, PublishQueue};
 use upstream::{Policy, Pool};
@@ -171,7 +171,7 @@ pub fn start(
     ex: &'static smol::LocalExecutor<'static>,
     settings: &SpacemeshSettings,
     store: Arc<Store>,
-    max_connections: usize,
+    client_settings: &crate::config::Settings,
 ) -> Result<Started, String> {
     let queue = Arc::new(PublishQueue::open(store)?);
     let agent = agent(settings);
@@ -190,13 +190,26 @@ pub fn start(
         api_addr: Cell::new(None),
     });
 
-    let (gateway, requests) = Listener::bind("spacemesh", &settings.listen.to_string(), max_connections).map_err(|e| format!("spacemesh.listen: {e}"))?;
+    let gateway_limits = Limits::from_settings(client_settings, gateway::MAX_BODY_BYTES);
+    let serving = state.clone();
+    let gateway = Server::bind("spacemesh", &settings.listen.to_string(), gateway_limits, ex, server::handler(move |r| gateway::serve(serving.clone(), r)))
+        .map_err(|e| format!("spacemesh.listen: {e}"))?;
     let api = match settings.api_listen {
-        Some(addr) => Some(Listener::bind("spacemesh-api", &addr.to_string(), max_connections).map_err(|e| format!("spacemesh.api_listen: {e}"))?),
+        Some(addr) => {
+            let limits = Limits::from_settings(client_settings, proxy::MAX_BODY_BYTES);
+            let serving = state.clone();
+            let api = Server::bind("spacemesh-api", &addr.to_string(), limits, ex, server::handler(move |r| proxy::serve(serving.clone(), r)))
+                .map_err(|e| format!("spacemesh.api_listen: {e}"))?;
+            Some(api)
+        }
         None => None,
     };
-    state.gateway_addr.set(Some(gateway.addr));
-    state.api_addr.set(api.as_ref().map(|(l, _)| l.addr));
+    let (gateway_addr, api_addr) = (gateway.addr(), api.as_ref().map(Server::addr));
+    state.gateway_addr.set(Some(gateway_addr));
+    state.api_addr.set(api_addr);
+    // The listeners live as long as the process (the daemon never stops the gateway alone).
+    std::mem::forget(gateway);
+    std::mem::forget(api);
 
     let interval = Duration::from_secs(settings.health_interval.max(1));
     let probe_timeout = Duration::from_millis(settings.request_timeout.clamp(100, 5_000));
@@ -220,32 +233,6 @@ pub fn start(
     }
     ex.spawn(delivery::run(state.clone(), woken)).detach();
 
-    let gateway_addr = gateway.addr;
-    {
-        let state = state.clone();
-        ex.spawn(async move {
-            let _keep = gateway;
-            while let Ok(request) = requests.recv().await {
-                ex.spawn(gateway::serve(state.clone(), request)).detach();
-            }
-        })
-        .detach();
-    }
-    let api_addr = match api {
-        Some((listener, requests)) => {
-            let addr = listener.addr;
-            let state = state.clone();
-            ex.spawn(async move {
-                let _keep = listener;
-                while let Ok(request) = requests.recv().await {
-                    ex.spawn(proxy::serve(state.clone(), request)).detach();
-                }
-            })
-            .detach();
-            Some(addr)
-        }
-        None => None,
-    };
     log::info!(
         "event=spacemesh_gateway_ready listen={gateway_addr} nodes={} api_listen={} v2_api_nodes={} cors_everywhere={}",
         settings.nodes.len(),

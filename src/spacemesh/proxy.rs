@@ -12,49 +12,35 @@ use std::time::{Duration, Instant};
 use super::http::{self, header, text};
 use super::upstream::{forward, Forwarded, Outgoing, Select};
 use super::State;
+use crate::http::server::{Request, Response};
 
 /// Largest request body proxied (JSON API requests are small).
 pub const MAX_BODY_BYTES: u64 = 4 << 20;
 
-pub async fn serve(st: Rc<State>, request: tiny_http::Request) {
-    let client = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+pub async fn serve(st: Rc<State>, request: Request) -> Response {
+    let client = request.peer.ip().to_string();
     st.count_client(&client, |c| c.api_requests += 1);
     let cors = st.settings.json_cors_everywhere;
-    let method = request.method().as_str().to_ascii_uppercase();
-    let url = request.url().to_string();
-    let headers = http::request_headers(&request, &client);
+    let headers = http::request_headers(&request.headers, &client);
     let requested = header(&headers, "Access-Control-Request-Headers").map(str::to_string);
-    if cors && method == "OPTIONS" {
+    if cors && request.method == "OPTIONS" {
         // rs/cors answers preflights itself with 204; the upstream never sees them.
         let mut answer = text(204, "");
         answer.body.clear();
         answer.headers.clear();
         http::apply_cors(&mut answer, requested.as_deref());
-        http::respond(request, answer).await;
-        return;
+        return http::response(answer);
     }
-    let Some((request, body)) = crate::listener::read_body(request, MAX_BODY_BYTES).await else { return };
-    let mut answer = match body {
-        Err(reply) => super::upstream::UpstreamAnswer {
-            status: reply.status,
-            headers: vec![("Content-Type".into(), reply.content_type.into())],
-            body: reply.body,
-        },
-        Ok(body) => {
-            let pool = st.v2.as_ref().expect("the proxy runs only with v2_api_nodes");
-            let deadline = Instant::now() + Duration::from_millis(st.settings.request_timeout);
-            let out = Arc::new(Outgoing { method, path_and_query: url, headers, body });
-            match forward(pool, &st.agent, out, Select::All, 2, deadline).await {
-                Forwarded::Answer { answer, .. } => answer,
-                // Go's reverse proxy says 502 when the upstream cannot be reached.
-                Forwarded::Exhausted { last, errors } => {
-                    last.unwrap_or_else(|| text(502, &format!("meshd: no JSON API node reachable: {}", errors.join("; "))))
-                }
-            }
-        }
+    let pool = st.v2.as_ref().expect("the proxy runs only with v2_api_nodes");
+    let deadline = Instant::now() + Duration::from_millis(st.settings.request_timeout);
+    let out = Arc::new(Outgoing { method: request.method, path_and_query: request.target, headers, body: request.body });
+    let mut answer = match forward(pool, &st.agent, out, Select::All, 2, deadline).await {
+        Forwarded::Answer { answer, .. } => answer,
+        // Go's reverse proxy says 502 when the upstream cannot be reached.
+        Forwarded::Exhausted { last, errors } => last.unwrap_or_else(|| text(502, &format!("meshd: no JSON API node reachable: {}", errors.join("; ")))),
     };
     if cors {
         http::apply_cors(&mut answer, None);
     }
-    http::respond(request, answer).await;
+    http::response(answer)
 }
