@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod fleet;
 pub mod health;
+pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod notifier;
