@@ -2,4 +2,5 @@
 //! for every outbound call ([`client`]), both hyper `http1` over async-io on the single
 //! `LocalExecutor` thread.
 
+pub mod client;
 pub mod server;
