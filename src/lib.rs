@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn_guard;
 pub mod daemon;
 pub mod demo;
+pub mod exit_code;
 pub mod fleet;
 pub mod health;
 pub mod listener;
