@@ -10,8 +10,7 @@ pub const OK: i32 = 0;
 pub const ENVIRONMENT: i32 = 1;
 /// A configuration or usage error: the operator must fix a file or the command line.
 pub const CONFIG: i32 = 2;
-/// The queue file is damaged (it does not match its own meta pages, or LMDB says corrupt):
-/// `meshd queue salvage` copies out what is readable.
+/// The queue file is damaged (it does not match its own meta pages, or LMDB says corrupt).
 pub const QUEUE_DAMAGED: i32 = 3;
 
 /// The exit code for a queue that could not be opened.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 // Exit codes (README "Exit codes", src/exit_code.rs): 0 success; 1 an environment fault a
 // restart may cure (read-only or late mount, port taken, full disk, queue lock held, data dir
 // removed under the daemon); 2 configuration or usage error (systemd does not restart it);
-// 3 damaged queue file (see `meshd queue salvage`). A panic aborts (SIGABRT, 134).
+// 3 damaged queue file. A panic aborts (SIGABRT, 134).
 
 /// A failed command: the message for stderr and the exit code it means.
 struct Failure {
@@ -55,9 +55,6 @@ USAGE:
   meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADDRESS]
       Inspect the durable relay queue (safe while the daemon runs), list dead letters with
       their reasons, or move dead letters back to pending.
-  meshd queue salvage DATADIR [--to DIR] [--config FILE]
-      Copy every readable relay record of a damaged queue into a fresh queue (default
-      <queue dir>.salvaged), reporting what could not be read.
   meshd address <public-key-hex | private-key-hex>
       Print the address (and public key) of an ed25519 key.
   meshd sim servicer --config FILE | meshd sim chain [--listen ADDR] [--delay-ms N]
@@ -67,7 +64,7 @@ USAGE:
 Environment: RUST_LOG overrides log_level; BLOCKING_MAX_THREADS caps the blocking pool (default 32).
 Signals (start): SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads.
 Exit codes: 0 success; 1 environment fault (mount, port, disk, queue lock held, data dir gone:
-restart may cure it); 2 configuration or usage error; 3 damaged queue file (see salvage).
+restart may cure it); 2 configuration or usage error; 3 damaged queue file.
 ";
 
 fn main() {

@@ -60,7 +60,7 @@ impl std::fmt::Display for QueueFault {
             QueueFault::Io { path, message } => write!(f, "{}: {message}", path.display()),
             QueueFault::Damaged { file, damage } => write!(
                 f,
-                "{}: damaged queue file: {damage} (copy out what is readable with `meshd queue salvage <data-dir>`)",
+                "{}: damaged queue file: {damage} (move it aside to start with an empty queue; keep it for recovery)",
                 file.display()
             ),
             QueueFault::NoQueue { dir } => write!(f, "{}: no relay queue here (no data.mdb); check --datadir and relay_queue_dir", dir.display()),
@@ -133,12 +133,8 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
+fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([b[at], b[at + 1]])
-}
-
-pub(crate) fn word_at(b: &[u8], at: usize) -> u64 {
-    word(b, at)
 }
 
 /// Parse meta page `index` from its raw bytes (at least `PAGE_HEADER + META_SIZE` long).
