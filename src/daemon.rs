@@ -34,19 +34,26 @@ pub struct StartOptions {
     pub simulate_relay: bool,
     /// Called once the listener is up and the first checks answered (the demo waits on it).
     pub on_ready: Option<Box<dyn FnOnce(std::net::SocketAddr)>>,
+    /// The queue, already opened under its lock (`meshd start` does, to map a fault to its
+    /// exit code); None: opened here.
+    pub queue: Option<Store>,
 }
 
 pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
     if std::env::var_os("BLOCKING_MAX_THREADS").is_none() {
         blocking::set_max_blocking_threads(NonZeroUsize::new(DEFAULT_BLOCKING_THREADS).expect("non-zero"));
     }
-    let store = Arc::new(open_queue(&loaded)?);
+    let store = Arc::new(match options.queue.take() {
+        Some(store) => store,
+        None => open_queue(&loaded).map_err(|e| e.to_string())?,
+    });
     let (queue, writer_task) = Writer::new(store.clone());
     let app = Rc::new(App::new(&loaded, options.simulate_relay, queue));
     // One executor for the life of the process; leaking it gives tasks a 'static home.
     let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
     smol::block_on(ex.run(async {
         ex.spawn(writer_task).detach();
+        ex.spawn(writer::watch_queue_file(store.clone())).detach();
         if loaded.settings.relay_durability == "async" {
             ex.spawn(writer::periodic_sync(store.clone())).detach();
         }
@@ -210,10 +217,11 @@ async fn prune_states(app: Rc<App>) {
     }
 }
 
-fn open_queue(loaded: &Loaded) -> Result<Store, String> {
+/// Open the queue under its lock (one daemon per queue: src/queue/guard.rs).
+pub fn open_queue(loaded: &Loaded) -> Result<Store, crate::queue::QueueFault> {
     let s = &loaded.settings;
     let durability = if s.relay_durability == "async" { Durability::Async } else { Durability::Sync };
-    Store::open(&loaded.resolve(&s.relay_queue_dir), s.relay_queue_map_size, durability)
+    Store::open_as(&loaded.resolve(&s.relay_queue_dir), s.relay_queue_map_size, durability, crate::queue::OpenMode::Exclusive)
 }
 
 fn queue_summary(store: &Store) -> String {

@@ -98,6 +98,7 @@ pub fn run(relays: usize) -> Result<i32, String> {
         .spawn(move || {
             let options = crate::daemon::StartOptions {
                 simulate_relay: false,
+                queue: None,
                 on_ready: Some(Box::new(move |addr| {
                     let _ = ready_tx.send(addr);
                 })),

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod exit_code;
 pub mod fleet;
 pub mod health;
 pub mod http;

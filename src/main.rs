@@ -4,11 +4,42 @@
 
 use std::ffi::OsString;
 
+use meshd::exit_code::{CONFIG as EXIT_CONFIG, ENVIRONMENT as EXIT_ENVIRONMENT};
 use meshd::{config, daemon, protocol};
 use std::path::PathBuf;
 
-/// Exit code for bad configuration or usage: the operator must fix something.
-const EXIT_CONFIG: i32 = 2;
+// Exit codes (README "Exit codes", src/exit_code.rs): 0 success; 1 an environment fault a
+// restart may cure (read-only or late mount, port taken, full disk, queue lock held, data dir
+// removed under the daemon); 2 configuration or usage error (systemd does not restart it);
+// 3 damaged queue file. A panic aborts (SIGABRT, 134).
+
+/// A failed command: the message for stderr and the exit code it means.
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl Failure {
+    fn env(message: impl Into<String>) -> Failure {
+        Failure { code: EXIT_ENVIRONMENT, message: message.into() }
+    }
+    fn queue(fault: meshd::queue::QueueFault) -> Failure {
+        Failure { code: meshd::exit_code::for_queue_fault(&fault), message: fault.to_string() }
+    }
+}
+
+/// Plain text errors are configuration or usage errors.
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { code: EXIT_CONFIG, message }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure { code: EXIT_CONFIG, message: message.into() }
+    }
+}
 
 const USAGE: &str = "\
 meshd — light Pocket relay node (Geo-Mesh compatible)
@@ -32,6 +63,8 @@ USAGE:
 
 Environment: RUST_LOG overrides log_level; BLOCKING_MAX_THREADS caps the blocking pool (default 32).
 Signals (start): SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads.
+Exit codes: 0 success; 1 environment fault (mount, port, disk, queue lock held, data dir gone:
+restart may cure it); 2 configuration or usage error; 3 damaged queue file.
 ";
 
 fn main() {
@@ -60,13 +93,13 @@ fn run(args: Vec<OsString>) -> i32 {
             print!("{USAGE}");
             Ok(0)
         }
-        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+        other => Err(format!("unknown command {other:?}\n\n{USAGE}").into()),
     };
     match result {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure { code, message }) => {
             eprintln!("meshd: {message}");
-            EXIT_CONFIG
+            code
         }
     }
 }
@@ -130,7 +163,7 @@ fn init_logging(log_level: &str) -> Result<(), String> {
 /// Spacemesh listeners.
 const FD_RESERVE: u64 = 256;
 
-fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
+fn cmd_start(args: Vec<OsString>) -> Result<i32, Failure> {
     let args = parse_datadir_args(args, true)?;
     let mut loaded = load_config(&args)?;
     init_logging(&loaded.settings.log_level)?;
@@ -139,7 +172,8 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
     }
     if loaded.mesh_token.is_none() {
         let path = loaded.resolve(&loaded.settings.auth_token_file);
-        let token = config::auth::create_token(&path).map_err(|e| format!("configuration error: {e}"))?;
+        // Cannot write the token file: a read-only or missing mount, a restart may cure it.
+        let token = config::auth::create_token(&path).map_err(|e| Failure::env(e.to_string()))?;
         log::warn!("event=token_created file={} (private routes need this token in the Authorization header)", path.display());
         loaded.mesh_token = Some(token);
     }
@@ -150,8 +184,13 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
         loaded.nodes.len(),
         loaded.chains.len()
     );
-    meshd::signals::install().map_err(|e| format!("signals: {e}"))?;
+    meshd::signals::install().map_err(|e| Failure::env(format!("signals: {e}")))?;
     install_panic_policy();
+    // The queue under its lock, checked against its meta pages, before anything is served.
+    let queue = daemon::open_queue(&loaded).map_err(|fault| {
+        log::error!("event=fatal error={:?}", fault.to_string());
+        Failure::queue(fault)
+    })?;
     let (soft, hard) = meshd::http::server::raise_fd_limit();
     log::info!("event=fd_limit soft={soft} hard={hard}");
     // Past the limit, accepting backs off until descriptors come back (never a crash), but
@@ -160,9 +199,10 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, String> {
     if soft < wanted {
         log::warn!("event=fd_limit_low soft={soft} wanted={wanted} (client_max_connections + {FD_RESERVE}; raise LimitNOFILE)");
     }
-    daemon::run(loaded, daemon::StartOptions { simulate_relay: args.simulate_relay, on_ready: None }).map_err(|e| {
+    // What fails after the configuration was validated is the environment (port taken, …).
+    daemon::run(loaded, daemon::StartOptions { simulate_relay: args.simulate_relay, on_ready: None, queue: Some(queue) }).map_err(|e| {
         log::error!("event=fatal error={e:?}");
-        e
+        Failure::env(e)
     })?;
     Ok(0)
 }
@@ -180,7 +220,7 @@ fn install_panic_policy() {
     }));
 }
 
-fn cmd_check_config(args: Vec<OsString>) -> Result<i32, String> {
+fn cmd_check_config(args: Vec<OsString>) -> Result<i32, Failure> {
     let args = parse_datadir_args(args, false)?;
     let loaded = load_config(&args)?;
     print!("{}", config::describe(&loaded));
@@ -188,7 +228,7 @@ fn cmd_check_config(args: Vec<OsString>) -> Result<i32, String> {
     Ok(0)
 }
 
-fn cmd_demo(args: Vec<OsString>) -> Result<i32, String> {
+fn cmd_demo(args: Vec<OsString>) -> Result<i32, Failure> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
     let mut relays = 5usize;
@@ -201,22 +241,22 @@ fn cmd_demo(args: Vec<OsString>) -> Result<i32, String> {
                     return Err("--relays must be between 1 and 10000".into());
                 }
             }
-            other => return Err(format!("{}\n\n{USAGE}", other.unexpected())),
+            other => return Err(format!("{}\n\n{USAGE}", other.unexpected()).into()),
         }
     }
-    meshd::demo::run(relays)
+    Ok(meshd::demo::run(relays)?)
 }
 
-fn cmd_queue(args: Vec<OsString>) -> Result<i32, String> {
-    use meshd::queue::{cli, Durability, Store};
+fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
+    use meshd::queue::{cli, Durability, OpenMode, Store};
     let Some(sub) = args.first().and_then(|a| a.to_str()) else {
-        return Err(format!("queue needs a subcommand: stats, dead or replay-dead\n\n{USAGE}"));
+        return Err(format!("queue needs a subcommand: stats, dead or replay-dead\n\n{USAGE}").into());
     };
     let command = match sub {
         "stats" => cli::Command::Stats,
         "dead" => cli::Command::Dead,
         "replay-dead" => cli::Command::ReplayDead,
-        other => return Err(format!("unknown queue subcommand {other:?} (stats, dead, replay-dead)")),
+        other => return Err(format!("unknown queue subcommand {other:?} (stats, dead, replay-dead)").into()),
     };
     // Peel off --servicer, leave the rest to the data-dir parser.
     let mut rest = Vec::new();
@@ -236,15 +276,25 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, String> {
     let loaded = load_config(&args)?;
     let s = &loaded.settings;
     let dir = loaded.resolve(&s.relay_queue_dir);
-    let store = Store::open(&dir, s.relay_queue_map_size, Durability::Sync)?;
-    let out = cli::run(&store, command, servicer)?;
+    // Reading commands open read-only and never create a queue where there is none.
+    let mode = match command {
+        cli::Command::ReplayDead => {
+            if !dir.join("data.mdb").is_file() {
+                return Err(Failure::queue(meshd::queue::QueueFault::NoQueue { dir }));
+            }
+            OpenMode::Shared
+        }
+        _ => OpenMode::ReadOnly,
+    };
+    let store = Store::open_as(&dir, s.relay_queue_map_size, Durability::Sync, mode).map_err(Failure::queue)?;
+    let out = cli::run(&store, command, servicer).map_err(Failure::env)?;
     print!("{out}");
     Ok(0)
 }
 
-fn cmd_address(args: Vec<OsString>) -> Result<i32, String> {
+fn cmd_address(args: Vec<OsString>) -> Result<i32, Failure> {
     let [key] = args.as_slice() else {
-        return Err(format!("address takes exactly one hex key\n\n{USAGE}"));
+        return Err(format!("address takes exactly one hex key\n\n{USAGE}").into());
     };
     let key = key.to_str().ok_or("the key must be hex text")?.trim();
     let public = match key.len() {
@@ -254,7 +304,7 @@ fn cmd_address(args: Vec<OsString>) -> Result<i32, String> {
             public
         }
         128 => protocol::KeyPair::from_hex(key).map_err(|e| format!("private key: {e}"))?.public_bytes(),
-        n => return Err(format!("expected a 64-hex public key or a 128-hex private key, got {n} characters")),
+        n => return Err(format!("expected a 64-hex public key or a 128-hex private key, got {n} characters").into()),
     };
     println!("address    {}", hex::encode(protocol::address_of(&public)));
     println!("public_key {}", hex::encode(public));

@@ -272,7 +272,14 @@ async fn execute(app: &Rc<App>, chains: &ChainSet, relay: Relay, checked: Checke
         }
         other => {
             session.release();
-            let error = PocketError::sdk(1, format!("meshd cannot queue the relay: {other:?}"));
+            // A fixed text: the cause is in the log (event=queue_commit_failed / event=fatal).
+            let message = match other {
+                WriteResult::Refused(why) if why == crate::queue::writer::QUEUE_FILE_LOST => {
+                    "meshd cannot store relays: its queue directory was removed or replaced; it is restarting. Try again later"
+                }
+                _ => "meshd cannot store the relay right now (queue storage error); try again later",
+            };
+            let error = PocketError::sdk(1, message);
             return Err(Rejection { unavailable: true, ..Rejection::typed(error, "queue") });
         }
     }

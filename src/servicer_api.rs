@@ -111,12 +111,19 @@ impl ServicerEndpoint {
 }
 
 /// The incumbent's retry policy (reference geo-mesh §4.2), minus its "give up" ending:
-/// 200 accepted; 400 JSON with a code → that code decides; everything else (5xx, 401, a plain
-/// Go error such as "currently syncing" which encodes as `{}`) means the node is not
-/// taking notifies right now.
+/// 200 with the servicer's own answer shape (`mesh.RPCRelayResult`, reference geo-mesh §2.3:
+/// a JSON object with `"signature": true` and a null or absent `error`) is accepted; 400 JSON
+/// with a code → that code decides; everything else (5xx, 401, a plain Go error such as
+/// "currently syncing" which encodes as `{}`, and any 200 of another shape — an HTML page
+/// from a proxy, an empty body, other JSON) means the node is not taking notifies right now:
+/// the relay stays queued and the node pauses with backoff (tests/queue_durability.rs,
+/// `a_notify_answered_200_with_garbage_is_not_delivered`).
 pub fn classify_notify(answer: &Answer) -> NotifyOutcome {
     if answer.status == 200 {
-        return NotifyOutcome::Accepted;
+        return match accepted_shape(&answer.body) {
+            Ok(()) => NotifyOutcome::Accepted,
+            Err(why) => NotifyOutcome::NodeDown(format!("HTTP 200 but {why}, not the servicer's relay answer: {}", snippet(&answer.body))),
+        };
     }
     if answer.status == 400 && answer.is_json() {
         let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
@@ -125,6 +132,29 @@ pub fn classify_notify(answer: &Answer) -> NotifyOutcome {
         }
     }
     NotifyOutcome::NodeDown(format!("HTTP {}: {}", answer.status, snippet(&answer.body)))
+}
+
+/// Whether a 200 body is pocket-core's success answer `{"signature":true,"error":null,…}`;
+/// the error says what it is instead. The content type is not required: the body decides.
+fn accepted_shape(body: &[u8]) -> Result<(), &'static str> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("an empty body");
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Err("a body that is not JSON");
+    };
+    let Some(object) = value.as_object() else {
+        return Err("JSON that is not an object");
+    };
+    match object.get("signature") {
+        Some(Value::Bool(true)) => {}
+        Some(_) => return Err("JSON whose \"signature\" is not true"),
+        None => return Err("JSON without \"signature\""),
+    }
+    match object.get("error") {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => Err("JSON carrying an \"error\""),
+    }
 }
 
 /// Codes a servicer will answer the same way forever (reference geo-mesh §4.2):
@@ -168,6 +198,26 @@ mod tests {
     #[test]
     fn notify_answers_are_classified_like_a_servicer_demands() {
         assert_eq!(classify_notify(&answer(200, "application/json", "{\"signature\":true}")), NotifyOutcome::Accepted);
+        let ok = r#"{"signature":true,"error":null,"dispatch":{"session":{}}}"#;
+        assert_eq!(classify_notify(&answer(200, "application/json; charset=utf-8", ok)), NotifyOutcome::Accepted);
+        // A 200 that is not the servicer's answer shape proves nothing: the relay stays queued.
+        for garbage in [
+            "<html><body>Welcome to nginx!</body></html>",
+            "",
+            "  \n",
+            "{}",
+            "[]",
+            "null",
+            r#"{"signature":false,"error":null}"#,
+            r#"{"signature":"true"}"#,
+            r#"{"signature":true,"error":{"code":1}}"#,
+            r#"{"status":"ok"}"#,
+        ] {
+            match classify_notify(&answer(200, "text/html", garbage)) {
+                NotifyOutcome::NodeDown(why) => assert!(why.starts_with("HTTP 200 but "), "{why}"),
+                other => panic!("200 {garbage:?} classified as {other:?}"),
+            }
+        }
         let dup = r#"{"signature":false,"error":{"code":37,"codespace":"pocketcore","message":"dup"},"dispatch":null}"#;
         assert!(matches!(classify_notify(&answer(400, "application/json", dup)), NotifyOutcome::Rejected(e) if e.code == 37));
         let ovr = r#"{"signature":false,"error":{"code":71,"codespace":"pocketcore","message":"over"},"dispatch":null}"#;

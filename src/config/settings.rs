@@ -92,9 +92,9 @@ pub struct Settings {
     /// (fsync at most every second: a power loss may drop the last second of relays; a
     /// process crash loses nothing).
     pub relay_durability: String,
-    /// meshd: most client connections open at once on the relay listener (tiny_http spends a
-    /// thread on each). At the cap the oldest idle connections are closed, then new ones are
-    /// refused until the count is back under 90 % (see `conn_guard.rs`).
+    /// meshd: most client connections open at once on each client listener (relay, Spacemesh).
+    /// At the cap the connection idle longest is closed for a new one; with none idle, new
+    /// connections wait in the kernel's backlog (see `http/server.rs`).
     pub client_max_connections: u64,
 }
 

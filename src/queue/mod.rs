@@ -3,6 +3,7 @@
 //! servicer accepts the notify or it is moved, with its reason, to the dead-letter store.
 
 pub mod cli;
+pub mod guard;
 pub mod record;
 pub mod states;
 pub mod store;
@@ -10,7 +11,8 @@ pub mod writer;
 
 pub use record::{DeadLetter, QueuedRelay};
 pub use states::{StateQuery, StateRecord};
-pub use store::{Durability, PendingKey, QueueStats, Store, WriteOp, WriteResult};
+pub use guard::QueueFault;
+pub use store::{Durability, OpenMode, PendingKey, QueueStats, Store, WriteOp, WriteResult};
 pub use writer::Writer;
 
 /// A fresh, empty path for a unit test's LMDB environment (`prefix` keeps test modules apart).

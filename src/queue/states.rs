@@ -15,7 +15,7 @@ use std::ops::Bound;
 use heed::{MdbError, PutFlags};
 use serde::{Deserialize, Serialize};
 
-use super::store::{mdb, Store};
+use super::store::Store;
 
 /// One state transition of one servicer address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +94,11 @@ impl Store {
         for _ in 0..64 {
             match self.states.put_with_flags(wtxn, PutFlags::NO_OVERWRITE, &record.history_key(), &record.encode()) {
                 Ok(()) => {
-                    self.state_last.put(wtxn, last_key, &record.encode()).map_err(mdb)?;
+                    self.state_last.put(wtxn, last_key, &record.encode()).map_err(|e| self.lmdb(e))?;
                     return Ok(record.time_us);
                 }
                 Err(heed::Error::Mdb(MdbError::KeyExist)) => record.time_us += 1,
-                Err(e) => return Err(mdb(e)),
+                Err(e) => return Err(self.lmdb(e)),
             }
         }
         Err(format!("state history key collision at {} µs", record.time_us))
@@ -108,15 +108,15 @@ impl Store {
     pub(super) fn prune_states(&self, wtxn: &mut heed::RwTxn, before_us: u64) -> Result<usize, String> {
         let end = before_us.to_be_bytes();
         let range: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Unbounded, Bound::Excluded(&end[..]));
-        self.states.delete_range(wtxn, &range).map_err(mdb)
+        self.states.delete_range(wtxn, &range).map_err(|e| self.lmdb(e))
     }
 
     /// The newest record of every (address, group, scope): what the state tracker starts from.
     pub fn last_states(&self) -> Result<Vec<(Vec<u8>, StateRecord)>, String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         let mut out = Vec::new();
-        for item in self.state_last.iter(&rtxn).map_err(mdb)? {
-            let (key, bytes) = item.map_err(mdb)?;
+        for item in self.state_last.iter(&rtxn).map_err(|e| self.lmdb(e))? {
+            let (key, bytes) = item.map_err(|e| self.lmdb(e))?;
             match StateRecord::decode(bytes) {
                 Ok(record) => out.push((key.to_vec(), record)),
                 Err(e) => log::warn!("event=state_record_corrupt db=state_last key={} error={e:?}", hex::encode(key)),
@@ -127,7 +127,7 @@ impl Store {
 
     /// History matching `query`, in time order (ascending or descending), at most `query.limit`.
     pub fn query_states(&self, query: &StateQuery) -> Result<Vec<StateRecord>, String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         let start = query.from_us.map(u64::to_be_bytes);
         let end = query.to_us.map(u64::to_be_bytes);
         let range: (Bound<&[u8]>, Bound<&[u8]>) = (
@@ -150,15 +150,15 @@ impl Store {
             out.len() < query.limit
         };
         if query.descending {
-            for item in self.states.rev_range(&rtxn, &range).map_err(mdb)? {
-                let (key, bytes) = item.map_err(mdb)?;
+            for item in self.states.rev_range(&rtxn, &range).map_err(|e| self.lmdb(e))? {
+                let (key, bytes) = item.map_err(|e| self.lmdb(e))?;
                 if !take(key, bytes) {
                     break;
                 }
             }
         } else {
-            for item in self.states.range(&rtxn, &range).map_err(mdb)? {
-                let (key, bytes) = item.map_err(mdb)?;
+            for item in self.states.range(&rtxn, &range).map_err(|e| self.lmdb(e))? {
+                let (key, bytes) = item.map_err(|e| self.lmdb(e))?;
                 if !take(key, bytes) {
                     break;
                 }

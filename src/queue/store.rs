@@ -16,13 +16,15 @@
 //! (a full map would otherwise wedge the queue: rust-stack.md §7.1).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, Unit, U32, U64};
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, PutFlags, RoTxn, WithoutTls};
 
+use super::guard::{self, FileIdentity, QueueFault, QueueLock};
 use super::record::{now_ms, DeadLetter, QueuedRelay};
 use super::states::StateRecord;
 use crate::protocol::session::session_header_hash;
@@ -82,6 +84,14 @@ pub struct QueueStats {
 }
 
 pub struct Store {
+    /// `<queue dir>/data.mdb`: named in every error.
+    data_file: PathBuf,
+    /// What `data_file` was when opened (a data dir replaced under the daemon is noticed).
+    identity: FileIdentity,
+    /// Set once `data_file` is found gone or replaced: appends are refused from then on.
+    lost: AtomicBool,
+    /// The queue lock of a daemon ([`OpenMode::Exclusive`]), held as long as the store.
+    _lock: Option<QueueLock>,
     pub(super) env: Env<WithoutTls>,
     pending: Database<'static, Bytes, Bytes>,
     proofs: Database<'static, Bytes, Unit>,
@@ -127,16 +137,88 @@ fn record_session_key(r: &QueuedRelay) -> [u8; 64] {
     session_key(&r.app_public_key, &r.chain, r.session_height, &r.servicer_public_key)
 }
 
-pub(super) fn mdb(e: heed::Error) -> String {
-    e.to_string()
+/// How [`Store::open_as`] opens the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read-write, no queue lock (tests, `meshd queue replay-dead` next to a running daemon).
+    Shared,
+    /// Read-write under the queue lock (`meshd start`): one daemon per queue directory.
+    Exclusive,
+    /// Read-only, and only if a queue exists (`meshd queue stats|dead`): nothing is created.
+    ReadOnly,
+}
+
+/// Largest `relay_queue_map_size` in MiB: what fits the address space (`usize`) with room to
+/// spare; `check-config` refuses more (src/config/settings.rs).
+pub const MAX_MAP_MIB: u64 = if usize::BITS >= 64 { 1 << 30 } else { 2047 };
+
+/// An LMDB error at open, as a fault naming the file; MDB_CORRUPTED, MDB_INVALID and
+/// MDB_VERSION_MISMATCH mean the file is damaged, the rest are environment faults.
+fn lmdb_fault(file: &Path, what: &str, e: heed::Error) -> QueueFault {
+    match e {
+        heed::Error::Mdb(MdbError::Corrupted | MdbError::Invalid | MdbError::VersionMismatch | MdbError::PageNotFound) => {
+            QueueFault::Damaged { file: file.to_path_buf(), damage: format!("{what}: {e}") }
+        }
+        e => QueueFault::Io { path: file.to_path_buf(), message: format!("{what}: {e}") },
+    }
 }
 
 impl Store {
+    /// An LMDB error as text naming the queue file.
+    pub(super) fn lmdb(&self, e: heed::Error) -> String {
+        format!("{}: {e}", self.data_file.display())
+    }
+
+    /// The queue file (`<queue dir>/data.mdb`).
+    pub fn data_file(&self) -> &Path {
+        &self.data_file
+    }
+
+    /// `Err(why)` when the queue file at its path is no longer the one this store has open
+    /// (the data dir was removed or restored under the daemon). One `stat`: cheap enough to
+    /// run before every acknowledgement. Once it failed it keeps failing.
+    pub fn check_identity(&self) -> Result<(), String> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(format!("{} is no longer the queue file this process opened", self.data_file.display()));
+        }
+        self.identity.still_at(&self.data_file).inspect_err(|_| self.lost.store(true, Ordering::Relaxed))
+    }
+
+    /// Open (creating it if needed) without the queue lock; errors are text naming the file.
     pub fn open(dir: &Path, map_mib: u64, durability: Durability) -> Result<Store, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create queue directory: {e}", dir.display()))?;
+        Store::open_as(dir, map_mib, durability, OpenMode::Shared).map_err(|e| e.to_string())
+    }
+
+    /// Open the queue of `dir` in `mode`. Before LMDB maps anything: the queue lock
+    /// ([`OpenMode::Exclusive`]) and a check of `data.mdb` against its meta pages
+    /// (src/queue/guard.rs), so damage is an error naming the file, not a SIGBUS.
+    pub fn open_as(dir: &Path, map_mib: u64, durability: Durability, mode: OpenMode) -> Result<Store, QueueFault> {
+        let data_file = dir.join("data.mdb");
+        let io = |message: String| QueueFault::Io { path: data_file.clone(), message };
+        if map_mib > MAX_MAP_MIB {
+            return Err(io(format!("relay_queue_map_size {map_mib} MiB exceeds the {MAX_MAP_MIB} MiB this build can map")));
+        }
+        let lock = match mode {
+            OpenMode::Exclusive => Some(guard::lock(dir)?),
+            OpenMode::Shared => {
+                std::fs::create_dir_all(dir).map_err(|e| QueueFault::Io { path: dir.to_path_buf(), message: format!("cannot create queue directory: {e}") })?;
+                None
+            }
+            OpenMode::ReadOnly => {
+                if !data_file.is_file() {
+                    return Err(QueueFault::NoQueue { dir: dir.to_path_buf() });
+                }
+                None
+            }
+        };
+        guard::check_data_file(&data_file)?;
         let map_bytes = map_mib.max(1) << 20;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(map_bytes as usize).max_dbs(8).max_readers(64);
+        if mode == OpenMode::ReadOnly {
+            // SAFETY: READ_ONLY only forbids write transactions.
+            unsafe { options.flags(EnvFlags::READ_ONLY) };
+        }
         if durability == Durability::Async {
             // SAFETY: NO_SYNC only changes when LMDB calls fsync; integrity is kept
             // (rust-stack.md §2: a process crash loses nothing, a system crash may lose recent commits).
@@ -144,9 +226,41 @@ impl Store {
         }
         // SAFETY: the queue directory belongs to this daemon; LMDB's own lock file arbitrates
         // with other processes (the `meshd queue` CLI) that open it.
-        let env = unsafe { options.open(dir) }.map_err(|e| format!("{}: cannot open LMDB queue: {e}", dir.display()))?;
-        let wtxn = env.write_txn().map_err(mdb)?;
-        let (pending, proofs, sessions, dead, meta, states, state_last) = env
+        let env = unsafe { options.open(dir) }.map_err(|e| lmdb_fault(&data_file, "cannot open the LMDB queue", e))?;
+        let identity = FileIdentity::of(&data_file).map_err(|e| io(format!("cannot stat after opening: {e}")))?;
+        let lmdb = |e: heed::Error| lmdb_fault(&data_file, "cannot read the queue databases", e);
+        let (pending, proofs, sessions, dead, meta, states, state_last) = if mode == OpenMode::ReadOnly {
+            let rtxn = env.read_txn().map_err(lmdb)?;
+            let opened = env
+                .open_databases_and_commit(rtxn, |dbo, r| -> heed::Result<_> {
+                    macro_rules! open {
+                        ($k:ty, $v:ty, $name:literal) => {
+                            match dbo.open_database::<$k, $v>(r, Some($name))? {
+                                Some(db) => db,
+                                None => return Ok(CommitOrAbort::Abort($name)),
+                            }
+                        };
+                    }
+                    Ok(CommitOrAbort::Commit((
+                        open!(Bytes, Bytes, "pending"),
+                        open!(Bytes, Unit, "proofs"),
+                        open!(Bytes, U32<BigEndian>, "sessions"),
+                        open!(U64<BigEndian>, Bytes, "dead"),
+                        open!(Str, U64<BigEndian>, "meta"),
+                        open!(Bytes, Bytes, "states"),
+                        open!(Bytes, Bytes, "state_last"),
+                    )))
+                })
+                .map_err(lmdb)?;
+            match opened {
+                CommitOrAbort::Commit(dbs) => dbs,
+                CommitOrAbort::Abort(name) => {
+                    return Err(QueueFault::Damaged { file: data_file.clone(), damage: format!("the {name:?} database is missing") })
+                }
+            }
+        } else {
+        let wtxn = env.write_txn().map_err(lmdb)?;
+        env
             .create_databases_and_commit(wtxn, |dbo, w| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database::<Bytes, Bytes>(w, Some("pending"))?,
@@ -158,13 +272,18 @@ impl Store {
                     dbo.create_database::<Bytes, Bytes>(w, Some("state_last"))?,
                 )))
             })
-            .map_err(|e| format!("{}: cannot create queue databases: {e}", dir.display()))?
-            .unwrap_commit();
-        let rtxn = env.read_txn().map_err(mdb)?;
-        let next_seq = meta.get(&rtxn, "next_seq").map_err(mdb)?.unwrap_or(0);
+            .map_err(|e| lmdb_fault(&data_file, "cannot create the queue databases", e))?
+            .unwrap_commit()
+        };
+        let rtxn = env.read_txn().map_err(lmdb)?;
+        let next_seq = meta.get(&rtxn, "next_seq").map_err(lmdb)?.unwrap_or(0);
         let map_bytes = env.info().map_size as u64;
         drop(rtxn);
         Ok(Store {
+            data_file,
+            identity,
+            lost: AtomicBool::new(false),
+            _lock: lock,
             env,
             pending,
             proofs,
@@ -205,8 +324,8 @@ impl Store {
     pub fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, String> {
         let mut seq_guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         let mut seq = *seq_guard;
-        let mut wtxn = self.env.write_txn().map_err(mdb)?;
-        let mut used = self.used_bytes(&wtxn).map_err(mdb)?;
+        let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
+        let mut used = self.used_bytes(&wtxn).map_err(|e| self.lmdb(e))?;
         let limit = self.admission_limit();
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
@@ -221,45 +340,45 @@ impl Store {
                         let pk = proof_key(record.session_height, &record.proof_hash);
                         match self.proofs.put_with_flags(&mut wtxn, PutFlags::NO_OVERWRITE, &pk, &()) {
                             Err(heed::Error::Mdb(MdbError::KeyExist)) => WriteResult::Duplicate,
-                            Err(e) => return Err(mdb(e)),
+                            Err(e) => return Err(self.lmdb(e)),
                             Ok(()) => {
                                 let key = pending_key(&record.servicer_address, seq);
                                 seq += 1;
-                                self.pending.put(&mut wtxn, &key, &bytes).map_err(mdb)?;
-                                self.bump_session(&mut wtxn, &record_session_key(record), 1).map_err(mdb)?;
+                                self.pending.put(&mut wtxn, &key, &bytes).map_err(|e| self.lmdb(e))?;
+                                self.bump_session(&mut wtxn, &record_session_key(record), 1).map_err(|e| self.lmdb(e))?;
                                 used += cost;
                                 WriteResult::Appended(key)
                             }
                         }
                     }
                 }
-                WriteOp::Delivered(key) => match self.pending.get(&wtxn, key).map_err(mdb)?.map(<[u8]>::to_vec) {
+                WriteOp::Delivered(key) => match self.pending.get(&wtxn, key).map_err(|e| self.lmdb(e))?.map(<[u8]>::to_vec) {
                     None => WriteResult::Missing,
                     Some(bytes) => {
-                        self.pending.delete(&mut wtxn, key).map_err(mdb)?;
+                        self.pending.delete(&mut wtxn, key).map_err(|e| self.lmdb(e))?;
                         if let Ok(record) = QueuedRelay::decode(&bytes) {
-                            self.bump_session(&mut wtxn, &record_session_key(&record), -1).map_err(mdb)?;
+                            self.bump_session(&mut wtxn, &record_session_key(&record), -1).map_err(|e| self.lmdb(e))?;
                         }
                         WriteResult::Done
                     }
                 },
                 WriteOp::Reschedule(key, record) => {
-                    if self.pending.get(&wtxn, key).map_err(mdb)?.is_none() {
+                    if self.pending.get(&wtxn, key).map_err(|e| self.lmdb(e))?.is_none() {
                         WriteResult::Missing
                     } else {
-                        self.pending.put(&mut wtxn, key, &record.encode()).map_err(mdb)?;
+                        self.pending.put(&mut wtxn, key, &record.encode()).map_err(|e| self.lmdb(e))?;
                         WriteResult::Done
                     }
                 }
-                WriteOp::DeadLetter(key, reason) => match self.pending.get(&wtxn, key).map_err(mdb)?.map(<[u8]>::to_vec) {
+                WriteOp::DeadLetter(key, reason) => match self.pending.get(&wtxn, key).map_err(|e| self.lmdb(e))?.map(<[u8]>::to_vec) {
                     None => WriteResult::Missing,
                     Some(bytes) => {
-                        self.pending.delete(&mut wtxn, key).map_err(mdb)?;
+                        self.pending.delete(&mut wtxn, key).map_err(|e| self.lmdb(e))?;
                         if let Ok(record) = QueuedRelay::decode(&bytes) {
-                            self.bump_session(&mut wtxn, &record_session_key(&record), -1).map_err(mdb)?;
+                            self.bump_session(&mut wtxn, &record_session_key(&record), -1).map_err(|e| self.lmdb(e))?;
                         }
                         let letter = DeadLetter { reason: reason.clone(), dead_at_ms: now_ms(), pending_key: key.to_vec(), record: bytes };
-                        self.dead.put(&mut wtxn, &seq, &letter.encode()).map_err(mdb)?;
+                        self.dead.put(&mut wtxn, &seq, &letter.encode()).map_err(|e| self.lmdb(e))?;
                         seq += 1;
                         WriteResult::Done
                     }
@@ -268,10 +387,10 @@ impl Store {
                     let end = height_bytes(*below_session_height);
                     let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) =
                         (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(&end[..]));
-                    self.proofs.delete_range(&mut wtxn, &range).map_err(mdb)?;
+                    self.proofs.delete_range(&mut wtxn, &range).map_err(|e| self.lmdb(e))?;
                     WriteResult::Done
                 }
-                WriteOp::ReplayDead(dead_seq) => match self.dead.get(&wtxn, dead_seq).map_err(mdb)?.map(<[u8]>::to_vec) {
+                WriteOp::ReplayDead(dead_seq) => match self.dead.get(&wtxn, dead_seq).map_err(|e| self.lmdb(e))?.map(<[u8]>::to_vec) {
                     None => WriteResult::Missing,
                     Some(bytes) => match DeadLetter::decode(&bytes).and_then(|d| QueuedRelay::decode(&d.record)) {
                         Err(e) => WriteResult::Refused(format!("dead letter {dead_seq} cannot be replayed: {e}")),
@@ -281,9 +400,9 @@ impl Store {
                             record.last_error.clear();
                             let key = pending_key(&record.servicer_address, seq);
                             seq += 1;
-                            self.pending.put(&mut wtxn, &key, &record.encode()).map_err(mdb)?;
-                            self.bump_session(&mut wtxn, &record_session_key(&record), 1).map_err(mdb)?;
-                            self.dead.delete(&mut wtxn, dead_seq).map_err(mdb)?;
+                            self.pending.put(&mut wtxn, &key, &record.encode()).map_err(|e| self.lmdb(e))?;
+                            self.bump_session(&mut wtxn, &record_session_key(&record), 1).map_err(|e| self.lmdb(e))?;
+                            self.dead.delete(&mut wtxn, dead_seq).map_err(|e| self.lmdb(e))?;
                             WriteResult::Appended(key)
                         }
                     },
@@ -307,9 +426,9 @@ impl Store {
             results.push(result);
         }
         if seq != *seq_guard {
-            self.meta.put(&mut wtxn, "next_seq", &seq).map_err(mdb)?;
+            self.meta.put(&mut wtxn, "next_seq", &seq).map_err(|e| self.lmdb(e))?;
         }
-        wtxn.commit().map_err(mdb)?;
+        wtxn.commit().map_err(|e| self.lmdb(e))?;
         *seq_guard = seq;
         if ops.iter().any(|op| matches!(op, WriteOp::Flush)) {
             self.sync()?;
@@ -331,15 +450,15 @@ impl Store {
     /// Flush to disk (async durability calls this periodically).
     pub fn sync(&self) -> Result<(), String> {
         if self.durability == Durability::Async {
-            self.env.force_sync().map_err(mdb)?;
+            self.env.force_sync().map_err(|e| self.lmdb(e))?;
         }
         Ok(())
     }
 
     /// Relays served under this session and not yet accepted by the servicer.
     pub fn session_pending(&self, key: &[u8; 64]) -> Result<u32, String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
-        Ok(self.sessions.get(&rtxn, key).map_err(mdb)?.unwrap_or(0))
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
+        Ok(self.sessions.get(&rtxn, key).map_err(|e| self.lmdb(e))?.unwrap_or(0))
     }
 
     /// Up to `limit` records of these servicers that are due at `now_ms` and not in `skip`,
@@ -351,12 +470,12 @@ impl Store {
         now_ms: u64,
         limit: usize,
     ) -> Result<(Vec<(PendingKey, Result<QueuedRelay, String>)>, Option<u64>), String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         let mut out = Vec::new();
         let mut next_due: Option<u64> = None;
         'servicers: for address in servicers {
-            for item in self.pending.prefix_iter(&rtxn, &address[..]).map_err(mdb)? {
-                let (key, bytes) = item.map_err(mdb)?;
+            for item in self.pending.prefix_iter(&rtxn, &address[..]).map_err(|e| self.lmdb(e))? {
+                let (key, bytes) = item.map_err(|e| self.lmdb(e))?;
                 let Ok(key) = PendingKey::try_from(key) else { continue };
                 if skip.contains(&key) {
                     continue;
@@ -378,12 +497,12 @@ impl Store {
     }
 
     pub fn stats(&self) -> Result<QueueStats, String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         Ok(QueueStats {
-            pending: self.pending.len(&rtxn).map_err(mdb)?,
-            dead: self.dead.len(&rtxn).map_err(mdb)?,
-            proofs: self.proofs.len(&rtxn).map_err(mdb)?,
-            used_bytes: self.used_bytes(&rtxn).map_err(mdb)?,
+            pending: self.pending.len(&rtxn).map_err(|e| self.lmdb(e))?,
+            dead: self.dead.len(&rtxn).map_err(|e| self.lmdb(e))?,
+            proofs: self.proofs.len(&rtxn).map_err(|e| self.lmdb(e))?,
+            used_bytes: self.used_bytes(&rtxn).map_err(|e| self.lmdb(e))?,
             map_bytes: self.map_bytes,
             admission_limit_bytes: self.admission_limit(),
         })
@@ -391,10 +510,10 @@ impl Store {
 
     /// Pending relays per servicer address (hex) — walks the whole queue; for the CLI.
     pub fn pending_by_servicer(&self) -> Result<BTreeMap<String, u64>, String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         let mut counts = BTreeMap::new();
-        for item in self.pending.iter(&rtxn).map_err(mdb)? {
-            let (key, _) = item.map_err(mdb)?;
+        for item in self.pending.iter(&rtxn).map_err(|e| self.lmdb(e))? {
+            let (key, _) = item.map_err(|e| self.lmdb(e))?;
             *counts.entry(hex::encode(&key[..20.min(key.len())])).or_insert(0) += 1;
         }
         Ok(counts)
@@ -403,10 +522,10 @@ impl Store {
     /// Relays served and not yet accepted, per servicer public key: a walk of the small
     /// `sessions` counters (one entry per live session), not of the queue itself.
     pub fn pending_by_servicer_key(&self) -> Result<BTreeMap<[u8; 32], u64>, String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         let mut counts = BTreeMap::new();
-        for item in self.sessions.iter(&rtxn).map_err(mdb)? {
-            let (key, count) = item.map_err(mdb)?;
+        for item in self.sessions.iter(&rtxn).map_err(|e| self.lmdb(e))? {
+            let (key, count) = item.map_err(|e| self.lmdb(e))?;
             if let Ok(servicer) = <[u8; 32]>::try_from(&key[key.len().saturating_sub(32)..]) {
                 *counts.entry(servicer).or_insert(0) += u64::from(count);
             }
@@ -416,10 +535,10 @@ impl Store {
 
     /// Dead letters, oldest first, optionally only one servicer's.
     pub fn dead_letters(&self, servicer: Option<&[u8; 20]>) -> Result<Vec<(u64, DeadLetter)>, String> {
-        let rtxn = self.env.read_txn().map_err(mdb)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         let mut out = Vec::new();
-        for item in self.dead.iter(&rtxn).map_err(mdb)? {
-            let (seq, bytes) = item.map_err(mdb)?;
+        for item in self.dead.iter(&rtxn).map_err(|e| self.lmdb(e))? {
+            let (seq, bytes) = item.map_err(|e| self.lmdb(e))?;
             let letter = match DeadLetter::decode(bytes) {
                 Ok(letter) => letter,
                 Err(e) => DeadLetter { reason: e, dead_at_ms: 0, pending_key: Vec::new(), record: bytes.to_vec() },
@@ -449,9 +568,9 @@ impl Store {
     /// Write raw bytes as a pending record (tests and fault injection only).
     #[doc(hidden)]
     pub fn put_raw_pending(&self, key: &PendingKey, bytes: &[u8]) -> Result<(), String> {
-        let mut wtxn = self.env.write_txn().map_err(mdb)?;
-        self.pending.put(&mut wtxn, key, bytes).map_err(mdb)?;
-        wtxn.commit().map_err(mdb)
+        let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
+        self.pending.put(&mut wtxn, key, bytes).map_err(|e| self.lmdb(e))?;
+        wtxn.commit().map_err(|e| self.lmdb(e))
     }
 }
 

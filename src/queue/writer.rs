@@ -1,6 +1,10 @@
 //! Group commit: every queue write from the executor goes through one writer task, which
 //! takes all operations waiting at that moment and applies them in a single LMDB transaction
 //! on the blocking pool — one fsync for a whole burst of concurrent relays.
+//!
+//! Before a batch's appends are acknowledged the writer checks that the queue file is still
+//! the one at its path (one `stat`); [`watch_queue_file`] does the same every second and ends
+//! the process when the data dir was removed or replaced (README "Durability guarantees").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +13,42 @@ use super::store::{Store, WriteOp, WriteResult};
 
 /// Most operations applied in one transaction.
 pub const MAX_BATCH: usize = 1024;
+
+/// The refusal of an append whose queue file is no longer at its path: the relay is answered
+/// 503 with a fixed message (src/relay_service.rs), never 200.
+pub const QUEUE_FILE_LOST: &str = "the queue file was removed or replaced under meshd";
+/// The refusal of an append whose commit failed (disk full, I/O error): details are logged
+/// once per [`COMMIT_FAILURE_LOG_INTERVAL`], the client gets a fixed message.
+pub const COMMIT_FAILED: &str = "queue commit failed";
+/// At most one `event=queue_commit_failed` line per interval, with the count since the last.
+pub const COMMIT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How often [`watch_queue_file`] looks at the queue file's path.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// After the queue file is found gone: how long requests in progress get their 503 before
+/// the process flushes and exits.
+pub const LOST_GRACE: Duration = Duration::from_secs(1);
+
+/// One log line per interval for a repeating failure: the first at once, then a summary with
+/// the number of occurrences since the previous line.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// Count one occurrence at `now`; `Some(n)` when a line is due (n = occurrences it covers).
+    pub fn hit(&mut self, now: std::time::Instant, interval: Duration) -> Option<u64> {
+        self.suppressed += 1;
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < interval => None,
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
 
 struct Request {
     op: WriteOp,
@@ -52,6 +92,7 @@ impl Writer {
 }
 
 async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>) {
+    let mut failures = Throttle::default();
     while let Ok(first) = rx.recv().await {
         let mut ops = vec![first.op];
         let mut replies = vec![first.reply];
@@ -68,14 +109,26 @@ async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>) {
         let outcome = smol::unblock(move || batch_store.apply(&ops)).await;
         match outcome {
             Ok(results) => {
+                // Committed into a file that is no longer at its path: not durable, so no 200.
+                let lost = store.check_identity().is_err();
                 for (reply, result) in replies.into_iter().zip(results) {
+                    let result = match result {
+                        WriteResult::Appended(_) if lost => WriteResult::Refused(QUEUE_FILE_LOST.into()),
+                        other => other,
+                    };
                     let _ = reply.try_send(result);
                 }
             }
             Err(e) => {
-                log::error!("event=queue_commit_failed batch={} error={e:?}", replies.len());
+                if let Some(batches) = failures.hit(std::time::Instant::now(), COMMIT_FAILURE_LOG_INTERVAL) {
+                    log::error!(
+                        "event=queue_commit_failed failed_batches={batches} last_batch={} error={e:?} (relays get 503; one line per {} s)",
+                        replies.len(),
+                        COMMIT_FAILURE_LOG_INTERVAL.as_secs()
+                    );
+                }
                 for reply in replies {
-                    let _ = reply.try_send(WriteResult::Refused(format!("queue commit failed: {e}")));
+                    let _ = reply.try_send(WriteResult::Refused(COMMIT_FAILED.into()));
                 }
             }
         }
@@ -90,5 +143,43 @@ pub async fn periodic_sync(store: Arc<Store>) {
         if let Err(e) = smol::unblock(move || s.sync()).await {
             log::error!("event=queue_sync_failed error={e:?}");
         }
+    }
+}
+
+/// Every [`WATCH_INTERVAL`], check that the queue file at its path is still the one this
+/// process has open. When the data dir was removed or replaced (rm -rf, a restore), relays
+/// committed from now on would be lost with the unlinked file: log `event=fatal`, let requests
+/// in progress get their 503 ([`LOST_GRACE`]), flush, and exit with
+/// [`crate::exit_code::ENVIRONMENT`] so systemd restarts meshd on the real directory.
+pub async fn watch_queue_file(store: Arc<Store>) {
+    loop {
+        async_io::Timer::after(WATCH_INTERVAL).await;
+        let s = store.clone();
+        if let Err(why) = smol::unblock(move || s.check_identity()).await {
+            log::error!("event=fatal error={why:?} (new relays get 503; exiting so that a restart opens the queue at its path)");
+            async_io::Timer::after(LOST_GRACE).await;
+            let s = store.clone();
+            let _ = smol::unblock(move || s.env().force_sync()).await;
+            log::error!("event=exit code={}", crate::exit_code::ENVIRONMENT);
+            std::process::exit(crate::exit_code::ENVIRONMENT);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_repeating_failure_logs_once_per_interval_with_the_count() {
+        let mut t = Throttle::default();
+        let start = Instant::now();
+        assert_eq!(t.hit(start, Duration::from_secs(10)), Some(1));
+        for i in 1..=500 {
+            assert_eq!(t.hit(start + Duration::from_millis(i), Duration::from_secs(10)), None);
+        }
+        assert_eq!(t.hit(start + Duration::from_secs(10), Duration::from_secs(10)), Some(501));
+        assert_eq!(t.hit(start + Duration::from_secs(11), Duration::from_secs(10)), None);
     }
 }
