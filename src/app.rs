@@ -1,6 +1,6 @@
 //! The daemon's shared state, built once from the loaded configuration and shared by `Rc` on
 //! the single executor thread: fleet and chains (swappable snapshots, replaced by hot reload),
-//! HTTP agents, sessions, queue, notifier, counters, metrics, identity states, and the reload and
+//! HTTP clients, sessions, queue, notifier, counters, metrics, identity states, and the reload and
 //! stop hooks.
 //!
 //! The relay path takes a snapshot once (`app.fleet()`, `app.chains()`: a `RefCell` borrow and
@@ -19,7 +19,7 @@ use crate::chain_client::{ChainHealth, ChainSet};
 use crate::config::{Loaded, Settings};
 use crate::fleet::{Fleet, Node};
 use crate::notifier::Notifier;
-use crate::outbound::{agent, AgentSettings};
+use crate::http::client::{Client, ClientSettings};
 use crate::queue::Writer;
 use crate::reload::Reloader;
 use crate::servicer_api::ServicerEndpoint;
@@ -135,8 +135,10 @@ pub struct App {
     /// request is refused (never open).
     pub mesh_token: Option<String>,
     pub servicer_token: String,
-    pub servicer_agent: ureq::Agent,
-    pub chain_agent: ureq::Agent,
+    /// Keep-alive client for servicer calls (check, session, notify, proxy).
+    pub servicer_client: Client,
+    /// Keep-alive client for chain calls.
+    pub chain_client: Client,
     pub sessions: SessionCache,
     pub notifier: Notifier,
     /// The durable relay queue (group-committing writer over the LMDB store).
@@ -158,23 +160,20 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(loaded: &Loaded, simulate_relay: bool, queue: Writer) -> App {
+    pub fn new(loaded: &Loaded, simulate_relay: bool, queue: Writer, ex: &'static smol::LocalExecutor<'static>) -> App {
         let s = loaded.settings.clone();
         let check_interval = Duration::from_secs(s.node_check_interval.max(1));
         let fleet = Fleet::new(&loaded.nodes, crate::health::stale_after(check_interval));
         let chains = ChainSet::new(loaded.chains.clone(), loaded.chain_names.clone());
-        let servicer_agent = agent(&AgentSettings {
-            timeout_ms: s.servicer_rpc_timeout,
-            max_idle: s.servicer_rpc_max_idle_connections,
-            max_idle_per_host: s.servicer_rpc_max_idle_conns_per_host,
-            user_agent: s.user_agent.clone(),
-        });
-        let chain_agent = agent(&AgentSettings {
-            timeout_ms: s.chain_rpc_timeout,
-            max_idle: s.chain_rpc_max_idle_connections,
-            max_idle_per_host: s.chain_rpc_max_idle_conns_per_host,
-            user_agent: s.user_agent.clone(),
-        });
+        let client = |timeout_ms: u64, max_idle: u64, max_idle_per_host: u64| {
+            let mut settings = ClientSettings::new(Duration::from_millis(timeout_ms.max(1)));
+            settings.max_idle = max_idle.clamp(1, 4096) as usize;
+            settings.max_idle_per_host = max_idle_per_host.clamp(1, 4096) as usize;
+            settings.user_agent = s.user_agent.clone();
+            Client::new(ex, settings)
+        };
+        let servicer_client = client(s.servicer_rpc_timeout, s.servicer_rpc_max_idle_connections, s.servicer_rpc_max_idle_conns_per_host);
+        let chain_client = client(s.chain_rpc_timeout, s.chain_rpc_max_idle_connections, s.chain_rpc_max_idle_conns_per_host);
         let states = States::load(queue.clone()).unwrap_or_else(|e| {
             log::error!("event=states_load_failed error={e:?} (history continues, earlier states may be recorded again)");
             States::empty(queue.clone())
@@ -188,8 +187,8 @@ impl App {
             chain_health: ChainHealth::default(),
             mesh_token: loaded.mesh_token.clone().filter(|t| !t.is_empty()),
             servicer_token: loaded.servicer_token.clone(),
-            servicer_agent,
-            chain_agent,
+            servicer_client,
+            chain_client,
             sessions: SessionCache::new(),
             notifier: Notifier::new(),
             queue,
@@ -244,7 +243,7 @@ impl App {
 
     /// The servicer API at one specific URL.
     pub fn endpoint_to(&self, url: &str) -> ServicerEndpoint {
-        ServicerEndpoint { agent: self.servicer_agent.clone(), url: url.to_string(), token: self.servicer_token.clone() }
+        ServicerEndpoint { client: self.servicer_client.clone(), url: url.to_string(), token: self.servicer_token.clone() }
     }
 
     /// Pick the URL for a node's next call (see `fleet::Node::select`), logging a failover.

@@ -6,7 +6,7 @@
 //! (transport error: refused, reset, timeout) moves on to the next; the failing endpoint is
 //! benched with exponential backoff ([`ChainHealth`]) so later calls try healthy ones first.
 //! Endpoints are named by index in logs, never by URL: chain URLs often carry API keys.
-//! Blocking: call [`ChainCall::execute`] inside `smol::unblock`.
+//! Calls are async on the executor ([`crate::http::client`]): no thread waits on a chain.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use crate::config::Chain;
 use crate::fleet::Bench;
-use crate::outbound::{base64, read_answer};
+use crate::http::client::{Client, ClientError, Outgoing};
 
-/// What a relay asks of a chain, detached from the relay so it can cross into a blocking thread.
+/// What a relay asks of a chain, detached from the relay (it outlives the relay's borrow).
 #[derive(Debug, Clone)]
 pub struct ChainCall {
     /// The first URL that will be tried (for `log_chain_request`).
@@ -82,17 +82,17 @@ impl ChainCall {
     }
 
     /// Run the call; `Err` carries the transport error text (reported to the client as code 28).
-    pub fn execute(&self, agent: &ureq::Agent) -> Result<String, String> {
-        self.execute_with_failover(agent).result.map(|(_, body)| body)
+    pub async fn execute(&self, client: &Client) -> Result<String, String> {
+        self.execute_with_failover(client).await.result.map(|(_, body)| body)
     }
 
     /// Run the call, moving on to the next endpoint whenever one cannot be reached. The
     /// answer carries the chain's HTTP status, which only labels the `chain_time` metric
     /// (the body is signed whatever the status).
-    pub fn execute_with_failover(&self, agent: &ureq::Agent) -> ChainOutcome {
+    pub async fn execute_with_failover(&self, client: &Client) -> ChainOutcome {
         let mut failed = Vec::new();
         for (index, url) in &self.targets {
-            match self.attempt(agent, url) {
+            match self.attempt(client, url).await {
                 Attempt::Answered(status, body) => return ChainOutcome { result: Ok((status, body)), failed, served_by: Some(*index) },
                 Attempt::Invalid(e) => return ChainOutcome { result: Err(e), failed, served_by: None },
                 Attempt::Unreachable(e) => failed.push((*index, e)),
@@ -102,33 +102,23 @@ impl ChainCall {
         ChainOutcome { result: Err(last), failed, served_by: None }
     }
 
-    fn attempt(&self, agent: &ureq::Agent, url: &str) -> Attempt {
-        let mut builder = ureq::http::Request::builder().method(self.method.as_str()).uri(url);
+    async fn attempt(&self, client: &Client, url: &str) -> Attempt {
+        let mut request = Outgoing::new(&self.method, url).reuse(!self.drop_connection);
         match &self.headers {
             Some(headers) if !headers.is_empty() => {
                 for (name, value) in headers {
-                    builder = builder.header(name.as_str(), value.as_str());
+                    request = request.header(name, value);
                 }
             }
-            _ => builder = builder.header("Content-Type", "application/json"),
+            _ => request = request.header("Content-Type", "application/json"),
         }
         if let Some((user, password)) = &self.basic_auth {
-            builder = builder.header("Authorization", format!("Basic {}", base64(format!("{user}:{password}").as_bytes())));
+            request = request.header("Authorization", &format!("Basic {}", crate::outbound::base64(format!("{user}:{password}").as_bytes())));
         }
-        if self.drop_connection {
-            builder = builder.header("Connection", "close");
+        if !self.method.eq_ignore_ascii_case("HEAD") {
+            request = request.body(self.data.as_bytes());
         }
-        let body: &[u8] = if self.method.eq_ignore_ascii_case("HEAD") { &[] } else { self.data.as_bytes() };
-        let request = match builder.body(body) {
-            Ok(request) => request,
-            // The http crate's message names the bad part, not the URL.
-            Err(e) => return Attempt::Invalid(format!("invalid chain request: {e}")),
-        };
-        let response = match agent.run(request) {
-            Ok(response) => response,
-            Err(e) => return Attempt::Unreachable(e.to_string()),
-        };
-        match read_answer(response) {
+        match client.send(request).await {
             Ok(answer) => Attempt::Answered(
                 answer.status,
                 match String::from_utf8(answer.body) {
@@ -136,7 +126,9 @@ impl ChainCall {
                     Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
                 },
             ),
-            Err(e) => Attempt::Unreachable(e),
+            // The error names the bad part, never the URL.
+            Err(e @ (ClientError::InvalidRequest(_) | ClientError::InvalidUrl(_))) => Attempt::Invalid(format!("invalid chain request: {e}")),
+            Err(e) => Attempt::Unreachable(e.to_string()),
         }
     }
 }
@@ -311,12 +303,9 @@ mod tests {
         // A port nothing listens on: bind, read the port, close.
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let chain = two_url_chain(&format!("http://{dead}"), &sim.url());
-        let agent = crate::outbound::agent(&crate::outbound::AgentSettings {
-            timeout_ms: 2000,
-            max_idle: 4,
-            max_idle_per_host: 4,
-            user_agent: String::new(),
-        });
+        let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+        let client = Client::new(ex, crate::http::client::ClientSettings::new(std::time::Duration::from_secs(2)));
+        let run = |call: ChainCall| smol::block_on(ex.run(async { call.execute_with_failover(&client).await }));
         let payload = crate::protocol::Payload {
             data: r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.into(),
             ..Default::default()
@@ -324,17 +313,17 @@ mod tests {
         let health = ChainHealth::default();
         assert_eq!(health.order(&chain), [0, 1]);
         let call = ChainCall::new(&chain, &payload, false, false).ordered(&health.order(&chain));
-        let outcome = call.execute_with_failover(&agent);
+        let outcome = run(call);
         assert!(outcome.result.as_ref().is_ok_and(|(_, b)| b.contains("result")), "{outcome:?}");
         assert_eq!((outcome.served_by, outcome.failed.len()), (Some(1), 1));
         assert_eq!(health.record(&chain, &outcome), 1, "one endpoint passed over");
         assert_eq!(health.order(&chain), [1, 0], "the benched endpoint goes last");
-        let again = ChainCall::new(&chain, &payload, false, false).ordered(&health.order(&chain)).execute_with_failover(&agent);
+        let again = run(ChainCall::new(&chain, &payload, false, false).ordered(&health.order(&chain)));
         assert_eq!((again.served_by, again.failed.len()), (Some(1), 0), "no time wasted on the benched endpoint");
 
         // Every endpoint down: the last transport error, nothing served.
         let chain = two_url_chain(&format!("http://{dead}"), &format!("http://{dead}/x"));
-        let outcome = ChainCall::new(&chain, &payload, false, false).execute_with_failover(&agent);
+        let outcome = run(ChainCall::new(&chain, &payload, false, false));
         assert!(outcome.result.is_err() && outcome.served_by.is_none() && outcome.failed.len() == 2, "{outcome:?}");
         assert_eq!(health.record(&chain, &outcome), 0);
     }

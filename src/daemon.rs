@@ -48,9 +48,9 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         None => open_queue(&loaded).map_err(|e| e.to_string())?,
     });
     let (queue, writer_task) = Writer::new(store.clone());
-    let app = Rc::new(App::new(&loaded, options.simulate_relay, queue));
     // One executor for the life of the process; leaking it gives tasks a 'static home.
     let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+    let app = Rc::new(App::new(&loaded, options.simulate_relay, queue, ex));
     smol::block_on(ex.run(async {
         ex.spawn(writer_task).detach();
         ex.spawn(writer::watch_queue_file(store.clone())).detach();

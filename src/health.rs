@@ -141,16 +141,15 @@ pub async fn check_loop(app: Rc<App>, id: u64) {
             .iter()
             .map(|u| {
                 let endpoint = app.endpoint_to(&u.url);
-                let (servicers, chains) = (node.addresses.clone(), chains.clone());
-                smol::unblock(move || {
+                let (servicers, chains) = (&node.addresses, &chains);
+                async move {
                     let started = Instant::now();
-                    let result = endpoint.check(&servicers, &chains);
+                    let result = endpoint.check(servicers, chains).await;
                     (result, started.elapsed())
-                })
+                }
             })
             .collect();
-        for (url, check) in node.urls.iter().zip(checks) {
-            let (result, elapsed) = check.await;
+        for (url, (result, elapsed)) in node.urls.iter().zip(crate::http::join_all(checks).await) {
             match result {
                 Ok(answer) => {
                     let mismatch = url.health.borrow_mut().record_ok(&answer);
@@ -212,16 +211,11 @@ pub async fn probe_node(app: Rc<App>, id: u64) {
         if pending.is_empty() {
             return;
         }
-        let probes: Vec<_> = pending
-            .iter()
-            .map(|url| {
-                let (agent, token, url) = (app.servicer_agent.clone(), app.servicer_token.clone(), url.clone());
-                smol::unblock(move || probe_url(&agent, &url, &token))
-            })
-            .collect();
+        let probes: Vec<_> = pending.iter().map(|url| probe_url(&app.servicer_client, url, &app.servicer_token)).collect();
+        let outcomes = crate::http::join_all(probes).await;
         let retry_in = crate::notifier::backoff(attempt, 1000, 60_000);
-        for (url, probe) in pending.into_iter().zip(probes) {
-            match probe.await {
+        for (url, outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
                 Ok(()) => {
                     log::info!("event=probe_ok node={} url={}", node.name, app.shown_url(&url));
                     passed.push(url);
@@ -249,12 +243,12 @@ pub async fn probe_node(app: Rc<App>, id: u64) {
     }
 }
 
-/// Probe the three servicer routes of one URL; `Err` lists what failed. Blocking.
-pub fn probe_url(agent: &ureq::Agent, url: &str, token: &str) -> Result<(), Vec<String>> {
+/// Probe the three servicer routes of one URL; `Err` lists what failed.
+pub async fn probe_url(client: &crate::http::client::Client, url: &str, token: &str) -> Result<(), Vec<String>> {
     let mut failures = Vec::new();
     for endpoint in PROBED_ENDPOINTS {
         let target = format!("{url}/v1/private/mesh/{endpoint}?verify=true");
-        match crate::outbound::post_json(agent, &target, &[("Authorization", token)], b"") {
+        match client.post_json(&target, &[("Authorization", token)], b"").await {
             Ok(answer) if answer.status == 200 => {}
             Ok(answer) => failures.push(format!("{endpoint}: HTTP {}: {}", answer.status, snippet(&answer.body))),
             Err(e) => failures.push(format!("{endpoint}: {e}")),
@@ -327,13 +321,15 @@ mod tests {
     fn probes_hit_the_three_routes_with_the_token() {
         use crate::sim::{start_servicer, ServicerSimConfig};
         let sim = start_servicer(ServicerSimConfig { auth_token: "tok".into(), ..Default::default() }).unwrap();
-        let agent = crate::outbound::agent(&crate::outbound::AgentSettings { timeout_ms: 2000, max_idle: 2, max_idle_per_host: 2, user_agent: String::new() });
-        assert_eq!(probe_url(&agent, &sim.url(), "tok"), Ok(()));
+        let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+        let client = crate::http::client::Client::new(ex, crate::http::client::ClientSettings::new(std::time::Duration::from_secs(2)));
+        let probe = |url: &str, token: &str| smol::block_on(ex.run(probe_url(&client, url, token)));
+        assert_eq!(probe(&sim.url(), "tok"), Ok(()));
         assert_eq!(sim.stats().verify_calls, 3);
-        let failures = probe_url(&agent, &sim.url(), "wrong").unwrap_err();
+        let failures = probe(&sim.url(), "wrong").unwrap_err();
         assert_eq!(failures.len(), 3);
         assert!(failures[0].starts_with("relay: HTTP 401"), "{failures:?}");
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert_eq!(probe_url(&agent, &format!("http://{dead}"), "tok").unwrap_err().len(), 3);
+        assert_eq!(probe(&format!("http://{dead}"), "tok").unwrap_err().len(), 3);
     }
 }

@@ -165,19 +165,8 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
     let s = &app.settings;
     let endpoint = app.endpoint(node);
     let url = endpoint.url.clone();
-    let (address, chain, app_key, body) = (
-        hex::encode(record.servicer_address),
-        record.chain.clone(),
-        record.app_public_key.clone(),
-        std::mem::take(&mut record.relay_json),
-    );
-    let (outcome, body) = smol::unblock(move || {
-        let outcome = endpoint.notify(&chain, &app_key, &address, &body);
-        (outcome, body)
-    })
-    .await;
-    record.relay_json = body;
     let servicer = hex::encode(record.servicer_address);
+    let outcome = endpoint.notify(&record.chain, &record.app_public_key, &servicer, &record.relay_json).await;
     let node_name = node.name.as_str();
     record_notify_metrics(app, &record, &outcome);
     match &outcome {

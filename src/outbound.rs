@@ -1,79 +1,8 @@
-//! Outbound HTTP with ureq: agent construction from the config's timeouts and pool sizes,
-//! and a blocking JSON POST used by the servicer API. Every call here blocks, so callers run
-//! it inside `smol::unblock` — never on the executor thread.
-
-use std::time::Duration;
+//! Small pieces every outbound caller shares: the response size bound and the base64 of
+//! basic-auth headers and session keys.
 
 /// Upper bound on a response body we are willing to hold in memory.
 pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
-
-pub struct AgentSettings {
-    pub timeout_ms: u64,
-    pub max_idle: u64,
-    pub max_idle_per_host: u64,
-    pub user_agent: String,
-}
-
-pub fn agent(s: &AgentSettings) -> ureq::Agent {
-    let timeout = Duration::from_millis(s.timeout_ms.max(1));
-    let mut builder = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout.min(Duration::from_secs(5))))
-        .max_idle_connections(s.max_idle.clamp(1, 4096) as usize)
-        .max_idle_connections_per_host(s.max_idle_per_host.clamp(1, 4096) as usize)
-        .input_buffer_size(16 * 1024)
-        .output_buffer_size(16 * 1024)
-        .allow_non_standard_methods(true)
-        .max_redirects(0);
-    builder = if s.user_agent.is_empty() {
-        builder.user_agent(ureq::config::AutoHeaderValue::None)
-    } else {
-        builder.user_agent(s.user_agent.as_str())
-    };
-    builder.build().into()
-}
-
-/// An HTTP answer: status, content type and body.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: String,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn is_json(&self) -> bool {
-        self.content_type.contains("json")
-    }
-}
-
-pub fn read_answer(mut response: ureq::http::Response<ureq::Body>) -> Result<Answer, String> {
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_RESPONSE_BYTES)
-        .read_to_vec()
-        .map_err(|e| format!("reading response body: {e}"))?;
-    Ok(Answer { status, content_type, body })
-}
-
-/// POST a JSON body with extra headers; transport failures become `Err(text)`.
-pub fn post_json(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
-    let mut request = agent.post(url).header("Content-Type", "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send(body).map_err(|e| format!("POST {url}: {e}"))?;
-    read_answer(response)
-}
 
 /// Standard base64 (RFC 4648, padded): basic-auth headers, session keys in dispatches.
 pub fn base64(input: &[u8]) -> String {

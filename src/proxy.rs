@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use crate::app::{App, Counters};
 use crate::fleet::Node;
-use crate::outbound::read_answer;
+use crate::http::client::{Answer, Client, Outgoing};
 use crate::http::server::Request;
 use crate::reply::{http_error, Reply};
 
@@ -84,13 +84,6 @@ enum Failure {
     NoAnswer(String),
 }
 
-struct Outgoing {
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 pub async fn forward(app: &Rc<App>, request: &Request, body: Vec<u8>) -> Reply {
     let method = request.method.clone();
     let path_and_query = request.target.clone();
@@ -107,13 +100,16 @@ pub async fn forward(app: &Rc<App>, request: &Request, body: Vec<u8>) -> Reply {
             break;
         }
         tried.push(base.clone());
-        let outgoing = Outgoing { method: method.clone(), url: format!("{base}{path_and_query}"), headers: headers.clone(), body: body.clone() };
-        let agent = app.servicer_agent.clone();
-        match smol::unblock(move || send(&agent, outgoing)).await {
+        let mut outgoing = Outgoing::new(&method, &format!("{base}{path_and_query}")).body(body.clone());
+        outgoing.headers = headers.clone();
+        match send(&app.servicer_client, outgoing).await {
             Ok((answer, cors)) => {
                 app.url_ok(&node, &base);
                 Counters::inc(&app.counters.proxied);
-                let content_type = if answer.content_type.is_empty() { "application/octet-stream".to_string() } else { answer.content_type };
+                let content_type = match answer.content_type() {
+                    "" => "application/octet-stream".to_string(),
+                    given => given.to_string(),
+                };
                 return Reply { status: answer.status, content_type: Cow::Owned(content_type), body: answer.body, cors };
             }
             Err(Failure::NotSent(e)) => {
@@ -166,31 +162,15 @@ fn pick_node(app: &App, tried: &[String]) -> Option<Rc<Node>> {
 
 /// The answer, and whether the servicer allowed cross-origin use (then meshd answers with the
 /// same CORS headers pocket-core's `cors()` sets).
-fn send(agent: &ureq::Agent, out: Outgoing) -> Result<(crate::outbound::Answer, bool), Failure> {
-    let mut builder = ureq::http::Request::builder().method(out.method.as_str()).uri(out.url.as_str());
-    for (name, value) in &out.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    let request = builder.body(out.body).map_err(|e| Failure::NotSent(format!("invalid request: {e}")))?;
-    let response = agent.run(request).map_err(|e| {
-        if not_sent(&e) {
-            Failure::NotSent(e.to_string())
-        } else {
-            Failure::NoAnswer(e.to_string())
+async fn send(client: &Client, out: Outgoing) -> Result<(Answer, bool), Failure> {
+    match client.send(out).await {
+        Ok(answer) => {
+            let cors = answer.header("access-control-allow-origin").is_some();
+            Ok((answer, cors))
         }
-    })?;
-    let cors = response.headers().contains_key("access-control-allow-origin");
-    read_answer(response).map(|answer| (answer, cors)).map_err(Failure::NoAnswer)
-}
-
-/// Errors that happen before any byte of the request reached the servicer.
-fn not_sent(e: &ureq::Error) -> bool {
-    use ureq::Timeout;
-    match e {
-        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
-        ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => true,
-        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
-        _ => false,
+        // Nothing reached the servicer: another node may take the request.
+        Err(e) if e.not_sent() => Err(Failure::NotSent(e.to_string())),
+        Err(e) => Err(Failure::NoAnswer(e.to_string())),
     }
 }
 
@@ -257,38 +237,38 @@ mod tests {
 
     #[test]
     fn the_servicer_sees_its_own_host_and_the_original_one_forwarded() {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let addr = server.server_addr().to_ip().unwrap();
-        let echo = std::thread::spawn(move || {
-            // First answer without CORS, second with it.
-            for with_cors in [false, true] {
-                let rq = server.recv_timeout(std::time::Duration::from_secs(10)).unwrap().expect("a request");
-                let seen: Vec<String> = rq.headers().iter().map(|h| format!("{}: {}", h.field, h.value)).collect();
-                let mut reply = tiny_http::Response::from_string(seen.join("\n"))
-                    .with_status_code(418)
-                    .with_header(tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/x-echo"[..]).unwrap());
-                if with_cors {
-                    reply.add_header(tiny_http::Header::from_bytes(&b"Access-Control-Allow-Origin"[..], &b"*"[..]).unwrap());
-                }
-                rq.respond(reply).unwrap();
+        use crate::sim::http::{Handler, HttpServer, Incoming, Reply};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Echoes the request headers; the first answer without CORS, later ones with it.
+        let answered = std::sync::Arc::new(AtomicUsize::new(0));
+        let echo: Handler = std::sync::Arc::new(move |r: Incoming| {
+            let seen: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let mut reply = Reply::text(418, &seen.join("\n"));
+            reply.content_type = "text/x-echo";
+            if answered.fetch_add(1, Ordering::SeqCst) > 0 {
+                reply.headers.push(("Access-Control-Allow-Origin".into(), "*".into()));
             }
+            reply
         });
-        let headers = forwarded_headers(&[("Host".into(), "mesh.example".into()), ("Accept".into(), "*/*".into())], None);
-        let agent = crate::outbound::agent(&crate::outbound::AgentSettings { timeout_ms: 5000, max_idle: 2, max_idle_per_host: 2, user_agent: String::new() });
-        let out = Outgoing { method: "POST".into(), url: format!("http://{addr}/v1/query/height"), headers, body: b"{}".to_vec() };
-        let Ok((answer, cors)) = send(&agent, out) else { panic!("no answer") };
+        let server = HttpServer::start("127.0.0.1:0", echo).unwrap();
+        let addr = server.addr();
+        let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+        let client = Client::new(ex, crate::http::client::ClientSettings::new(std::time::Duration::from_secs(5)));
+        let run = |out: Outgoing| smol::block_on(ex.run(send(&client, out)));
+        let mut out = Outgoing::new("POST", &format!("http://{addr}/v1/query/height")).body(b"{}".to_vec());
+        out.headers = forwarded_headers(&[("Host".into(), "mesh.example".into()), ("Accept".into(), "*/*".into())], None);
+        let Ok((answer, cors)) = run(out) else { panic!("no answer") };
         assert!(!cors, "no CORS header came back, none is added");
-        let again = Outgoing { method: "OPTIONS".into(), url: format!("http://{addr}/v1/client/dispatch"), headers: Vec::new(), body: Vec::new() };
-        assert!(matches!(send(&agent, again), Ok((_, true))), "the servicer's CORS answer is kept");
-        echo.join().unwrap();
+        let again = Outgoing::new("OPTIONS", &format!("http://{addr}/v1/client/dispatch"));
+        assert!(matches!(run(again), Ok((_, true))), "the servicer's CORS answer is kept");
+        assert_eq!((answer.status, answer.content_type()), (418, "text/x-echo"));
         let seen = String::from_utf8(answer.body).unwrap();
-        assert_eq!((answer.status, answer.content_type.as_str()), (418, "text/x-echo"));
         assert!(seen.lines().any(|l| l.eq_ignore_ascii_case(&format!("host: {addr}"))), "{seen}");
         assert!(seen.lines().any(|l| l.eq_ignore_ascii_case("x-forwarded-host: mesh.example")), "{seen}");
 
         // Nothing listening: the request was not sent, so another node may take it.
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let out = Outgoing { method: "POST".into(), url: format!("http://{dead}/v1/query/height"), headers: Vec::new(), body: Vec::new() };
-        assert!(matches!(send(&agent, out), Err(Failure::NotSent(_))));
+        let out = Outgoing::new("POST", &format!("http://{dead}/v1/query/height"));
+        assert!(matches!(run(out), Err(Failure::NotSent(_))));
     }
 }

@@ -239,15 +239,11 @@ async fn execute(app: &Rc<App>, chains: &ChainSet, relay: Relay, checked: Checke
     if s.log_chain_request {
         log::info!("event=chain_request chain={} method={} url={} data={:?}", chain.id, call.method, redact_url(&call.url), call.data);
     }
-    let agent = app.chain_agent.clone();
     let started = Instant::now();
-    let (queued, chain_result) = futures_lite::future::zip(
-        app.queue.write(WriteOp::Append(Box::new(record))),
-        smol::unblock(move || {
-            let started = Instant::now();
-            (call.execute_with_failover(&agent), started.elapsed())
-        }),
-    )
+    let (queued, chain_result) = futures_lite::future::zip(app.queue.write(WriteOp::Append(Box::new(record))), async {
+        let started = Instant::now();
+        (call.execute_with_failover(&app.chain_client).await, started.elapsed())
+    })
     .await;
     let (chain_result, chain_elapsed) = chain_result;
     let elapsed_ms = started.elapsed().as_millis();
@@ -335,8 +331,7 @@ async fn session_for(app: &App, servicer: &Servicer, relay: &Relay, sbh: i64) ->
             if tried.contains(&url) {
                 break;
             }
-            let request = request.clone();
-            match smol::unblock(move || endpoint.session(&request)).await {
+            match endpoint.session(&request).await {
                 Ok(answer) => {
                     app.url_ok(node, &url);
                     // Relays served but not yet accepted by the servicer (e.g. queued before a

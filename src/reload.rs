@@ -380,8 +380,7 @@ async fn reload_names(app: &Rc<App>) {
         }
     }
     if !reloader.remote_names_url.is_empty() {
-        let (agent, url) = (app.chain_agent.clone(), reloader.remote_names_url.clone());
-        match smol::unblock(move || fetch_names(&agent, &url)).await {
+        match fetch_names(&app.chain_client, &reloader.remote_names_url).await {
             Ok(remote) => *reloader.remote_names.borrow_mut() = remote,
             Err(e) => problems.push(format!("remote_chains_name_map {}: {e}", app.shown_url(&reloader.remote_names_url))),
         }
@@ -400,10 +399,9 @@ async fn reload_names(app: &Rc<App>) {
     }
 }
 
-/// GET the remote chain-name map (plain or rich form). Blocking.
-pub fn fetch_names(agent: &ureq::Agent, url: &str) -> Result<BTreeMap<String, String>, String> {
-    let response = agent.get(url).call().map_err(|e| e.to_string())?;
-    let answer = crate::outbound::read_answer(response)?;
+/// GET the remote chain-name map (plain or rich form).
+pub async fn fetch_names(client: &crate::http::client::Client, url: &str) -> Result<BTreeMap<String, String>, String> {
+    let answer = client.send(crate::http::client::Outgoing::new("GET", url)).await.map_err(|e| e.to_string())?;
     if answer.status != 200 {
         return Err(format!("HTTP {}", answer.status));
     }
@@ -415,32 +413,29 @@ pub fn fetch_names(agent: &ureq::Agent, url: &str) -> Result<BTreeMap<String, St
 mod tests {
     use super::*;
 
-    /// Serve `body` with `status` to at most `n` requests on a loopback port.
-    fn serve(status: u16, body: &'static str, n: usize) -> String {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let addr = server.server_addr().to_ip().unwrap();
-        std::thread::spawn(move || {
-            for _ in 0..n {
-                match server.recv_timeout(Duration::from_secs(10)) {
-                    Ok(Some(rq)) => {
-                        let _ = rq.respond(tiny_http::Response::from_string(body).with_status_code(status));
-                    }
-                    _ => return,
-                }
-            }
-        });
-        format!("http://{addr}/map.json")
-    }
-
     #[test]
     fn remote_name_map_both_forms_and_errors() {
-        let agent = crate::outbound::agent(&crate::outbound::AgentSettings { timeout_ms: 2000, max_idle: 2, max_idle_per_host: 2, user_agent: String::new() });
-        let plain = fetch_names(&agent, &serve(200, r#"{"0021":"Ethereum"}"#, 1)).unwrap();
+        use crate::sim::http::{HttpServer, Incoming, Reply};
+        // Answers the map named by the path: /plain, /rich, /missing (404), /list.
+        let server = HttpServer::start(
+            "127.0.0.1:0",
+            std::sync::Arc::new(|r: Incoming| match r.path.as_str() {
+                "/plain" => Reply::text(200, r#"{"0021":"Ethereum"}"#),
+                "/rich" => Reply::text(200, r#"{"0021":{"label":"Ethereum","x":1},"0001":"Pocket"}"#),
+                "/list" => Reply::text(200, "[1]"),
+                _ => Reply::text(404, "nope"),
+            }),
+        )
+        .unwrap();
+        let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+        let client = crate::http::client::Client::new(ex, crate::http::client::ClientSettings::new(Duration::from_secs(2)));
+        let fetch = |path: &str| smol::block_on(ex.run(fetch_names(&client, &format!("http://{}{path}", server.addr()))));
+        let plain = fetch("/plain").unwrap();
         assert_eq!(plain.get("0021").map(String::as_str), Some("Ethereum"));
-        let rich = fetch_names(&agent, &serve(200, r#"{"0021":{"label":"Ethereum","x":1},"0001":"Pocket"}"#, 1)).unwrap();
+        let rich = fetch("/rich").unwrap();
         assert_eq!(rich.len(), 2);
-        assert!(fetch_names(&agent, &serve(404, "nope", 1)).unwrap_err().contains("404"));
-        let e = fetch_names(&agent, &serve(200, "[1]", 1)).unwrap_err();
+        assert!(fetch("/missing").unwrap_err().contains("404"));
+        let e = fetch("/list").unwrap_err();
         assert!(e.contains("remote_chains_name_map"), "{e}");
     }
 

@@ -66,8 +66,7 @@ async fn simulate_relay(app: &App, body: Vec<u8>) -> Reply {
     let s = &app.settings;
     let call = ChainCall::new(chain, &sim.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
     let call = if chain.urls.len() > 1 { call.ordered(&app.chain_health.order(chain)) } else { call };
-    let agent = app.chain_agent.clone();
-    let outcome = smol::unblock(move || call.execute_with_failover(&agent)).await;
+    let outcome = call.execute_with_failover(&app.chain_client).await;
     match crate::chain_client::record_outcome(app, chain, outcome) {
         Ok((_, text)) => {
             let mut out = Vec::with_capacity(text.len() + 3);

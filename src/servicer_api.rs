@@ -1,17 +1,20 @@
 //! Client side of the servicer's mesh endpoints (`/v1/private/mesh/{check,session,relay}`,
 //! reference geo-mesh §2): request bodies, answer parsing and the classification of a notify
-//! answer as accepted / rejected / retry. Blocking: call inside `smol::unblock`.
+//! answer as accepted / rejected / retry. Calls are async on the executor.
+//!
+//! Transport errors name the route, never the servicer's URL: an error text can reach a
+//! relay client (code 1 "pocket node is currently unavailable"), and a servicer URL is private.
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::outbound::{post_json, Answer};
+use crate::http::client::{Answer, Client};
 use crate::protocol::PocketError;
 
 /// What a caller needs to reach one servicer node.
 #[derive(Clone)]
 pub struct ServicerEndpoint {
-    pub agent: ureq::Agent,
+    pub client: Client,
     pub url: String,
     pub token: String,
 }
@@ -66,16 +69,17 @@ pub enum NotifyOutcome {
 }
 
 impl ServicerEndpoint {
-    fn post(&self, path_and_query: &str, extra: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
+    async fn post(&self, path_and_query: &str, extra: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
         let url = format!("{}{}", self.url, path_and_query);
         let mut headers = vec![("Authorization", self.token.as_str())];
         headers.extend_from_slice(extra);
-        post_json(&self.agent, &url, &headers, body)
+        let route = path_and_query.split('?').next().unwrap_or("");
+        self.client.post_json(&url, &headers, body).await.map_err(|e| format!("POST {route}: {e}"))
     }
 
-    pub fn check(&self, servicers: &[String], chains: &[String]) -> Result<CheckAnswer, String> {
+    pub async fn check(&self, servicers: &[String], chains: &[String]) -> Result<CheckAnswer, String> {
         let body = serde_json::json!({ "servicers": servicers, "Chains": chains });
-        let answer = self.post("/v1/private/mesh/check", &[], body.to_string().as_bytes())?;
+        let answer = self.post("/v1/private/mesh/check", &[], body.to_string().as_bytes()).await?;
         if answer.status != 200 || !answer.is_json() {
             return Err(format!("check answered HTTP {}: {}", answer.status, snippet(&answer.body)));
         }
@@ -84,8 +88,8 @@ impl ServicerEndpoint {
 
     /// `Ok(Ok(grant))`, `Ok(Err(pocket error))` when the servicer refuses the session,
     /// `Err(text)` when it could not be asked.
-    pub fn session(&self, request: &Value) -> Result<Result<SessionGrant, PocketError>, String> {
-        let answer = self.post("/v1/private/mesh/session", &[], request.to_string().as_bytes())?;
+    pub async fn session(&self, request: &Value) -> Result<Result<SessionGrant, PocketError>, String> {
+        let answer = self.post("/v1/private/mesh/session", &[], request.to_string().as_bytes()).await?;
         let parsed: Option<Value> = if answer.is_json() { serde_json::from_slice(&answer.body).ok() } else { None };
         match (answer.status, parsed) {
             (200, Some(v)) => Ok(Ok(SessionGrant {
@@ -101,9 +105,9 @@ impl ServicerEndpoint {
     }
 
     /// Deliver one served relay (its original JSON bytes) to the servicer.
-    pub fn notify(&self, chain: &str, app: &str, servicer_address: &str, relay_json: &[u8]) -> NotifyOutcome {
+    pub async fn notify(&self, chain: &str, app: &str, servicer_address: &str, relay_json: &[u8]) -> NotifyOutcome {
         let path = format!("/v1/private/mesh/relay?chain={}&app={}", query_safe(chain), query_safe(app));
-        match self.post(&path, &[("X-Servicer", servicer_address)], relay_json) {
+        match self.post(&path, &[("X-Servicer", servicer_address)], relay_json).await {
             Err(e) => NotifyOutcome::NodeDown(e),
             Ok(answer) => classify_notify(&answer),
         }
@@ -192,7 +196,7 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, ct: &str, body: &str) -> Answer {
-        Answer { status, content_type: ct.into(), body: body.as_bytes().to_vec() }
+        Answer { status, headers: vec![("content-type".into(), ct.into())], body: body.as_bytes().to_vec() }
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Simulators of meshd's neighbours — the Pocket servicer ("full node") it notifies and the
-//! blockchain node it relays to — for tests, benchmarks and `meshd demo`. They run on plain
-//! std threads (tiny_http), never on meshd's relay path, and keep all state in memory.
+//! blockchain node it relays to — for tests, benchmarks and `meshd demo`. Each runs meshd's
+//! own HTTP server on a thread of its own, never on meshd's executor, and keeps all state in
+//! memory.
 //!
 //! CLI (`meshd sim …`, see [`run_cli`]): each prints exactly one line,
 //! `listening on 127.0.0.1:PORT`, then serves until the process is killed.
 
 
 pub mod chain;
-mod http;
+pub(crate) mod http;
 pub mod node_service;
 pub mod servicer;
 #[cfg(test)]

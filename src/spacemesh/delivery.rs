@@ -179,7 +179,7 @@ pub async fn run(st: Rc<State>, woken: async_channel::Receiver<()>) {
                 continue; // a client request is delivering it inline right now
             }
             let deadline = Instant::now() + Duration::from_millis(st.settings.request_timeout);
-            let fwd = forward(&st.nodes, &st.agent, Arc::new(outgoing(&record)), Select::All, 1, deadline).await;
+            let fwd = forward(&st.nodes, &st.client, Arc::new(outgoing(&record)), Select::All, 1, deadline).await;
             let settled = settle(&st, &hash, record, fwd).await;
             st.in_flight.borrow_mut().remove(&hash);
             match settled {

@@ -71,7 +71,7 @@ fn deadline(st: &State) -> Instant {
 /// 503 "service not ready" of a syncing node) or meshd's own 503 with `Retry-After`, which the
 /// smeshing service's retrying client honours (§1.2).
 async fn pass_through(st: &State, out: Outgoing) -> UpstreamAnswer {
-    match forward(&st.nodes, &st.agent, Arc::new(out), Select::All, PASS_THROUGH_ROUNDS, deadline(st)).await {
+    match forward(&st.nodes, &st.client, Arc::new(out), Select::All, PASS_THROUGH_ROUNDS, deadline(st)).await {
         Forwarded::Answer { answer, .. } => answer,
         Forwarded::Exhausted { last, errors } => {
             let mut answer =
@@ -207,7 +207,7 @@ async fn deliver_inline(st: &Rc<State>, hash: [u8; 32], record: QueuedPublish, o
         st.wake_delivery();
         return ok("queued");
     }
-    let fwd = forward(&st.nodes, &st.agent, Arc::new(out), Select::ReadyOnly, 1, deadline(st)).await;
+    let fwd = forward(&st.nodes, &st.client, Arc::new(out), Select::ReadyOnly, 1, deadline(st)).await;
     match super::delivery::settle(st, &hash, record, fwd).await {
         super::delivery::Settled::Delivered(answer) => {
             st.publishes.delivered_inline.set(st.publishes.delivered_inline.get() + 1);

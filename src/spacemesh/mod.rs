@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SpacemeshSettings;
+use crate::http::client::{Client, ClientSettings};
 use crate::http::server::{self, Limits, Server};
 use crate::queue::Store;
 use publish_queue::{ContentHash, PublishQueue};
@@ -74,7 +75,7 @@ pub struct State {
     pub settings: SpacemeshSettings,
     pub nodes: Rc<Pool>,
     pub v2: Option<Rc<Pool>>,
-    pub agent: ureq::Agent,
+    pub client: Client,
     pub queue: Arc<PublishQueue>,
     /// Content hashes being delivered right now (inline or by the loop): never twice at once.
     pub in_flight: RefCell<HashSet<ContentHash>>,
@@ -174,13 +175,13 @@ pub fn start(
     client_settings: &crate::config::Settings,
 ) -> Result<Started, String> {
     let queue = Arc::new(PublishQueue::open(store)?);
-    let agent = agent(settings);
+    let client = client(ex, settings);
     let (wake, woken) = async_channel::bounded(1);
     let state = Rc::new(State {
         nodes: Rc::new(Pool::new("node", &settings.nodes, Policy::Sticky)),
         v2: settings.api_listen.map(|_| Rc::new(Pool::new("v2", &settings.v2_api_nodes, Policy::RoundRobin))),
         settings: settings.clone(),
-        agent,
+        client,
         queue,
         in_flight: RefCell::new(HashSet::new()),
         wake,
@@ -216,7 +217,7 @@ pub fn start(
     for i in 0..state.nodes.upstreams.len() {
         let probe = upstream::probe_loop(
             state.nodes.clone(),
-            state.agent.clone(),
+            state.client.clone(),
             i,
             settings.health_path.clone(),
             interval,
@@ -227,7 +228,7 @@ pub fn start(
     if let Some(v2) = &state.v2 {
         for i in 0..v2.upstreams.len() {
             // Any HTTP answer but 502/503/504 means the JSON API is up (it serves while syncing).
-            let probe = upstream::probe_loop(v2.clone(), state.agent.clone(), i, V2_PROBE_PATH.into(), interval, probe_timeout);
+            let probe = upstream::probe_loop(v2.clone(), state.client.clone(), i, V2_PROBE_PATH.into(), interval, probe_timeout);
             ex.spawn(probe).detach();
         }
     }
@@ -243,16 +244,12 @@ pub fn start(
     Ok(Started { state, gateway_addr, api_addr })
 }
 
-fn agent(settings: &SpacemeshSettings) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_millis(settings.request_timeout.max(1))))
-        .max_idle_connections(64)
-        .max_idle_connections_per_host(16)
-        .allow_non_standard_methods(true)
-        .max_redirects(0)
-        // The client's own User-Agent is forwarded; ureq must not add another.
-        .user_agent(ureq::config::AutoHeaderValue::None)
-        .build()
-        .into()
+fn client(ex: &'static smol::LocalExecutor<'static>, settings: &SpacemeshSettings) -> Client {
+    let mut s = ClientSettings::new(Duration::from_millis(settings.request_timeout.max(1)));
+    s.connect_timeout = s.connect_timeout.min(Duration::from_secs(2));
+    s.max_idle = 64;
+    s.max_idle_per_host = 16;
+    // The client's own User-Agent is forwarded; meshd adds none (ClientSettings' default).
+    s.user_agent = String::new();
+    Client::new(ex, s)
 }

@@ -34,7 +34,7 @@ pub async fn serve(st: Rc<State>, request: Request) -> Response {
     let pool = st.v2.as_ref().expect("the proxy runs only with v2_api_nodes");
     let deadline = Instant::now() + Duration::from_millis(st.settings.request_timeout);
     let out = Arc::new(Outgoing { method: request.method, path_and_query: request.target, headers, body: request.body });
-    let mut answer = match forward(pool, &st.agent, out, Select::All, 2, deadline).await {
+    let mut answer = match forward(pool, &st.client, out, Select::All, 2, deadline).await {
         Forwarded::Answer { answer, .. } => answer,
         // Go's reverse proxy says 502 when the upstream cannot be reached.
         Forwarded::Exhausted { last, errors } => last.unwrap_or_else(|| text(502, &format!("meshd: no JSON API node reachable: {}", errors.join("; ")))),

@@ -15,7 +15,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::outbound::MAX_RESPONSE_BYTES;
+use crate::http::client::{self, Client};
+
 use crate::queue::record::now_ms;
 
 /// The body prefix of go-spacemesh's readiness middleware (§1.1: `service not ready: not in
@@ -280,7 +281,7 @@ pub fn split_userinfo(url: &str) -> (String, Option<String>) {
     }
 }
 
-/// Where and how to reach one upstream (cloned into blocking calls).
+/// Where and how to reach one upstream.
 #[derive(Clone)]
 pub struct Target {
     pub url: String,
@@ -293,44 +294,21 @@ impl Upstream {
     }
 }
 
-/// Blocking HTTP against one upstream; runs on the blocking pool.
-pub fn send_blocking(agent: &ureq::Agent, target: &Target, out: &Outgoing, timeout: Duration) -> Result<UpstreamAnswer, String> {
+/// One HTTP exchange with one upstream, within `timeout`.
+pub async fn send(client: &Client, target: &Target, out: &Outgoing, timeout: Duration) -> Result<UpstreamAnswer, String> {
     let url = format!("{}{}", target.url, out.path_and_query);
-    let mut builder = ureq::http::Request::builder().method(out.method.as_str()).uri(url.as_str());
+    let mut request = client::Outgoing::new(&out.method, &url).timeout(timeout).body(out.body.clone());
     for (k, v) in &out.headers {
         if target.authorization.is_some() && k.eq_ignore_ascii_case("authorization") {
             continue;
         }
-        builder = builder.header(k.as_str(), v.as_str());
+        request = request.header(k, v);
     }
     if let Some(auth) = &target.authorization {
-        builder = builder.header("Authorization", auth.as_str());
+        request = request.header("Authorization", auth);
     }
-    let connect = timeout.min(Duration::from_secs(2));
-    let response = if out.body.is_empty() && matches!(out.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "DELETE") {
-        let request = builder.body(()).map_err(|e| format!("{} {url}: {e}", out.method))?;
-        let request = agent.configure_request(request).timeout_global(Some(timeout)).timeout_connect(Some(connect)).build();
-        agent.run(request)
-    } else {
-        let request = builder.body(out.body.clone()).map_err(|e| format!("{} {url}: {e}", out.method))?;
-        let request = agent.configure_request(request).timeout_global(Some(timeout)).timeout_connect(Some(connect)).build();
-        agent.run(request)
-    };
-    let mut response = response.map_err(|e| format!("{} {url}: {e}", out.method))?;
-    let status = response.status().as_u16();
-    let headers =
-        response.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
-    let body = if out.method == "HEAD" {
-        Vec::new()
-    } else {
-        response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()
-            .map_err(|e| format!("{} {url}: reading the answer: {e}", out.method))?
-    };
-    Ok(UpstreamAnswer { status, headers, body })
+    let answer = client.send(request).await.map_err(|e| format!("{} {url}: {e}", out.method))?;
+    Ok(UpstreamAnswer { status: answer.status, headers: answer.headers, body: answer.body })
 }
 
 /// Which nodes a forwarding round may try.
@@ -351,7 +329,7 @@ pub const ROUND_PAUSE: Duration = Duration::from_millis(100);
 /// round), so one hung node cannot eat the budget of a request another node could serve.
 pub async fn forward(
     pool: &Pool,
-    agent: &ureq::Agent,
+    client: &Client,
     out: Arc<Outgoing>,
     select: Select,
     rounds: usize,
@@ -387,8 +365,7 @@ pub async fn forward(
             let budget = if final_attempt { left } else { (left / 2).max(left.min(Duration::from_secs(1))) };
             let u = &pool.upstreams[i];
             u.counters.requests.set(u.counters.requests.get() + 1);
-            let (agent, target, request) = (agent.clone(), u.target(), out.clone());
-            let result = smol::unblock(move || send_blocking(&agent, &target, &request, budget)).await;
+            let result = send(client, &u.target(), &out, budget).await;
             match verdict(&result) {
                 Verdict::Good => {
                     pool.set_health(i, Health::Ready, None);
@@ -414,10 +391,9 @@ pub async fn forward(
     Forwarded::Exhausted { last, errors }
 }
 
-/// Whether `out` can be sent at all (same construction as `send_blocking`, to a dummy host).
+/// Whether `out` can be sent at all (method, path and headers valid HTTP).
 fn check_request(out: &Outgoing) -> Result<(), String> {
-    let mut builder =
-        ureq::http::Request::builder().method(out.method.as_str()).uri(format!("http://127.0.0.1{}", out.path_and_query));
+    let mut builder = hyper::Request::builder().method(out.method.as_str()).uri(format!("http://127.0.0.1{}", out.path_and_query));
     for (k, v) in &out.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
@@ -432,11 +408,10 @@ fn push_new(errors: &mut Vec<String>, e: String) {
 }
 
 /// Probe one node forever: `GET {url}{path}` every `interval`.
-pub async fn probe_loop(pool: Rc<Pool>, agent: ureq::Agent, i: usize, path: String, interval: Duration, timeout: Duration) {
-    let probe = Arc::new(Outgoing { method: "GET".into(), path_and_query: path, headers: Vec::new(), body: Vec::new() });
+pub async fn probe_loop(pool: Rc<Pool>, client: Client, i: usize, path: String, interval: Duration, timeout: Duration) {
+    let probe = Outgoing { method: "GET".into(), path_and_query: path, headers: Vec::new(), body: Vec::new() };
     loop {
-        let (agent, target, request) = (agent.clone(), pool.upstreams[i].target(), probe.clone());
-        let result = smol::unblock(move || send_blocking(&agent, &target, &request, timeout)).await;
+        let result = send(&client, &pool.upstreams[i].target(), &probe, timeout).await;
         pool.record_probe(i, &result);
         async_io::Timer::after(interval).await;
     }
