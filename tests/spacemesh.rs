@@ -661,15 +661,38 @@ run();
         api = api,
         gw = gw.listen
     );
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let page_addr = server.server_addr().to_ip().unwrap();
-    let server = Arc::new(server);
+    // The page, from a plain loopback server: every connection gets it and is closed.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let page_addr = server.local_addr().unwrap();
+    server.set_nonblocking(true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let serving = {
-        let server = server.clone();
+        let stop = stop.clone();
         std::thread::spawn(move || {
-            while let Ok(Some(rq)) = server.recv_timeout(Duration::from_secs(60)) {
-                let ct = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/html; charset=utf-8"[..]).unwrap();
-                let _ = rq.respond(tiny_http::Response::from_string(page.clone()).with_header(ct));
+            use std::io::{Read, Write};
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                match server.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match conn.read(&mut buf) {
+                                Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                                _ => break,
+                            }
+                        }
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                            page.len(),
+                            page
+                        );
+                        let _ = conn.write_all(answer.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
             }
         })
     };
@@ -701,7 +724,7 @@ run();
         std::thread::sleep(Duration::from_millis(100));
     }
     let output = child.wait_with_output().unwrap();
-    server.unblock();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = serving.join();
     let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&output.stdout);
