@@ -18,13 +18,13 @@ pub const TOKEN_LEN: usize = 32;
 /// `Value` → error. Like Go's decoder, `Value` is matched exactly first, then case-insensitively
 /// (`value`, `VALUE`); `Issued` and other keys are ignored.
 pub fn read_token(path: &Path) -> Result<Option<String>, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ConfigError::file(path, format!("cannot read: {e}"))),
+    let bytes = match super::file::read_bounded(path, super::file::CONFIG_FILE_LIMIT) {
+        Ok(b) => b,
+        Err(super::file::ReadError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let Value::Object(map) = super::parse_json(text, path)? else {
+    let text = super::file::text_of(bytes, path)?;
+    let Value::Object(map) = super::parse_json(&text, path)? else {
         return Err(ConfigError::file(path, "expected a JSON object {\"Value\":\"<token>\",\"Issued\":\"<time>\"}"));
     };
     let value = map.get("Value").or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).map(|(_, v)| v));

@@ -26,7 +26,7 @@ pub struct Chain {
 
 /// Read and validate a chains file.
 pub fn load_chains(path: &Path) -> Result<Vec<Chain>, ConfigError> {
-    parse_chains(&super::read_text(path)?, path)
+    parse_chains(&super::read_text(path, super::file::CONFIG_FILE_LIMIT)?, path)
 }
 
 /// Parse chains-file text (`path` only names the file in errors). Ids must be 1–4 bytes of hex
@@ -182,7 +182,7 @@ fn check_chain_id(id: &str) -> Result<(), String> {
 
 /// Read a local chains-name map, plain or rich form, into chain id → label.
 pub fn load_chain_names(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    parse_chain_names(&super::read_text(path)?, path)
+    parse_chain_names(&super::read_text(path, super::file::CONFIG_FILE_LIMIT)?, path)
 }
 
 /// Parse chains-name-map text. Each value is a label string or an object with a `label` string
