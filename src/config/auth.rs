@@ -29,6 +29,13 @@ pub fn read_token(path: &Path) -> Result<Option<String>, ConfigError> {
     };
     let value = map.get("Value").or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).map(|(_, v)| v));
     match value {
+        // A control character (newline, NUL, …) cannot travel in an HTTP header: the token would
+        // fail on every call, or split the header. Refused here, naming the file.
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(ConfigError::at(
+            path,
+            "Value",
+            "contains a control character (newline, tab, NUL, …); a token must be printable text",
+        )),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
         Some(Value::String(_)) => Err(ConfigError::at(path, "Value", "is empty; a token file must hold a token")),
         Some(_) => Err(ConfigError::at(path, "Value", "expected the token as a string")),
@@ -139,6 +146,8 @@ mod tests {
             ("array.json", r#"["tok-secret"]"#, None, "object"),
             ("bad.json", r#"{"Value":"tok-secret""#, None, "invalid JSON"),
             ("zero.json", "", None, "invalid JSON"),
+            ("newline.json", r#"{"Value":"tok-secret\n"}"#, Some("Value"), "control character"),
+            ("nul.json", r#"{"Value":"tok-\u0000secret"}"#, Some("Value"), "control character"),
         ] {
             let p = dir.write(name, body);
             let e = read_token(&p).expect_err(name);

@@ -95,6 +95,14 @@ pub fn parse_chains(json: &str, path: &Path) -> Result<Vec<Chain>, ConfigError> 
                     Some(Value::String(s)) => s.clone(),
                     Some(_) => return Err(err(".basic_auth.password", "expected a string".into())),
                 };
+                // Sent in an `Authorization` header: a control character would break every call.
+                let printable = "contains a control character (newline, tab, NUL, …); must be printable text";
+                if username.chars().any(char::is_control) {
+                    return Err(err(".basic_auth.username", printable.into()));
+                }
+                if password.chars().any(char::is_control) {
+                    return Err(err(".basic_auth.password", printable.into()));
+                }
                 // Like the incumbent, basic auth is only sent when a username is set.
                 (!username.is_empty()).then_some((username, password))
             }
@@ -289,6 +297,18 @@ mod tests {
             ),
             "[1].basic_auth.password",
             "string",
+        );
+        err(
+            &format!(
+                r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u","password":"s3cret\r\nX: 1"}}}}]"#
+            ),
+            "[1].basic_auth.password",
+            "control character",
+        );
+        err(
+            &format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u\u0000","password":"s3cret"}}}}]"#),
+            "[1].basic_auth.username",
+            "control character",
         );
         err(&format!(r#"[{ok},7]"#), "[1]", "object");
     }
