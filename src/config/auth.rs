@@ -107,8 +107,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`), which Go's `time.Time` decodes.
 fn rfc3339_utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    crate::timefmt::rfc3339_secs(secs)
+    crate::timefmt::rfc3339_secs(crate::timefmt::unix_secs(std::time::SystemTime::now()))
 }
 
 #[cfg(test)]
