@@ -225,7 +225,7 @@ async fn status(app: &App) -> Reply {
     json_reply(&json!({
         "version": env!("CARGO_PKG_VERSION"),
         "moniker": app.metrics.moniker(),
-        "started": crate::states::rfc3339(started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as u64),
+        "started": crate::states::rfc3339(crate::timefmt::unix_micros(started)),
         "uptime_seconds": started.elapsed().unwrap_or_default().as_secs(),
         "now": crate::states::rfc3339(crate::states::now_us()),
         "nodes": nodes,

@@ -186,8 +186,7 @@ pub async fn reload_loop(app: Rc<App>, ex: &'static smol::LocalExecutor<'static>
 
 /// Decode file bytes as config text (UTF-8, leading BOM dropped).
 fn text_of(bytes: &[u8], path: &Path) -> Result<String, crate::config::ConfigError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| crate::config::ConfigError::file(path, format!("not UTF-8: {e}")))?;
-    Ok(text.strip_prefix('\u{feff}').unwrap_or(text).to_string())
+    crate::config::file::text_of(bytes.to_vec(), path)
 }
 
 /// What reading and parsing a file gave.
@@ -205,14 +204,13 @@ async fn read_and_parse<T: Send + 'static>(
     path: &Path,
     forced: bool,
     parse: fn(&str, &Path) -> Result<T, crate::config::ConfigError>,
+    limit: u64,
 ) -> Read<T> {
     let p = path.to_path_buf();
-    let bytes = match smol::unblock(move || std::fs::read(&p)).await {
+    // Bounded: a device, FIFO or oversized file is refused (the running set is kept), never read.
+    let bytes = match smol::unblock(move || crate::config::file::read_bounded(&p, limit)).await {
         Ok(bytes) => bytes,
-        Err(e) => {
-            let message = format!("{}: cannot read: {e}", path.display());
-            return Read::Broken(message, Vec::new());
-        }
+        Err(e) => return Read::Broken(e.to_string(), Vec::new()),
     };
     {
         let f = files.borrow();
@@ -229,6 +227,57 @@ async fn read_and_parse<T: Send + 'static>(
         Err(e) => Read::Broken(e.to_string(), bytes),
     })
     .await
+}
+
+/// The reload read path meets hostile files: each is refused (the caller keeps the running set),
+/// promptly and without reading it whole.
+#[cfg(test)]
+mod bounded_read_tests {
+    use super::*;
+    use crate::config::file::{CONFIG_FILE_LIMIT, KEYS_FILE_LIMIT};
+
+    fn read_within_5s(path: PathBuf, limit: u64) -> Read<Vec<keys::NodeEntry>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let files = RefCell::new(Files { applied: Some(b"[]".to_vec()), ..Files::default() });
+            let _ = tx.send(smol::block_on(read_and_parse(&files, &path, true, keys::parse_keys, limit)));
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("the reload read blocked for 5 s")
+    }
+
+    fn broken(r: Read<Vec<keys::NodeEntry>>) -> String {
+        match r {
+            Read::Broken(message, bytes) => {
+                assert!(bytes.is_empty(), "nothing is kept of a refused file");
+                message
+            }
+            _ => panic!("expected the file to be refused"),
+        }
+    }
+
+    #[test]
+    fn a_fifo_dev_zero_or_oversized_keys_file_is_refused_not_read() {
+        let dir = std::env::temp_dir().join(format!("meshd-reload-bounded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+
+        let fifo = dir.join("fifo-keys.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let m = broken(read_within_5s(fifo, KEYS_FILE_LIMIT));
+        assert!(m.contains("fifo-keys.json") && m.contains("a FIFO"), "{m}");
+
+        let zero = dir.join("zero-keys.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let m = broken(read_within_5s(zero, KEYS_FILE_LIMIT));
+        assert!(m.contains("zero-keys.json") && m.contains("character device"), "{m}");
+
+        let big = dir.join("big-chains.json");
+        std::fs::File::create(&big).unwrap().set_len(CONFIG_FILE_LIMIT + 1).unwrap();
+        let m = broken(read_within_5s(big, CONFIG_FILE_LIMIT));
+        assert!(m.contains("big-chains.json") && m.contains("4 MiB limit"), "{m}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn refuse(app: &App, files: &RefCell<Files>, kind: &str, trigger: &str, error: String, bytes: Vec<u8>, keeping: String) {
@@ -250,7 +299,7 @@ fn accept(files: &RefCell<Files>, bytes: Vec<u8>, message: String) {
 /// Re-read the keys file and apply the difference. `trigger`: "interval" or "request".
 pub async fn reload_keys(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, trigger: &str) {
     let reloader = &app.reload;
-    let read = read_and_parse(&reloader.keys, &reloader.keys_path, trigger != "interval", keys::parse_keys).await;
+    let read = read_and_parse(&reloader.keys, &reloader.keys_path, trigger != "interval", keys::parse_keys, crate::config::file::KEYS_FILE_LIMIT).await;
     let (entries, bytes) = match read {
         Read::Unchanged | Read::StillBroken => return,
         Read::Broken(error, bytes) => {
@@ -324,7 +373,7 @@ pub async fn reload_chains(app: &Rc<App>, trigger: &str) {
     {
         let reloader = &app.reload;
         let _guard = reloader.chains_lock().await;
-        match read_and_parse(&reloader.chains, &reloader.chains_path, trigger != "interval", chains::parse_chains).await {
+        match read_and_parse(&reloader.chains, &reloader.chains_path, trigger != "interval", chains::parse_chains, crate::config::file::CONFIG_FILE_LIMIT).await {
             Read::Unchanged | Read::StillBroken => {}
             Read::Broken(error, bytes) => {
                 let keeping = format!("the previous {} chains", app.chains().len());

@@ -247,7 +247,7 @@ fn record(address: [u8; 20], state: IdentityState, chain: &str, session_height: 
 }
 
 pub fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    crate::timefmt::unix_micros(std::time::SystemTime::now())
 }
 
 /// One record in the API's shape: `IdentityStateInfo` with the servicer address (hex) in place

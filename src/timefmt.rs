@@ -80,10 +80,47 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
     Ok(secs as u64 * 1_000_000 + micros as u64)
 }
 
+/// `t` as unix seconds, saturating: a wall clock before 1970 (an unset RTC on a board without
+/// battery, a bad NTP step) gives 0 instead of a panic, one past `u64` gives `u64::MAX`.
+pub fn unix_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `t` as unix milliseconds, saturating like [`unix_secs`].
+pub fn unix_millis(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// `t` as unix microseconds, saturating like [`unix_secs`].
+pub fn unix_micros(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
 /// Unix seconds → `2024-01-02T03:04:05Z` (what Go's `time.Time` decodes).
 pub fn rfc3339_secs(unix_secs: u64) -> String {
     let days = (unix_secs / 86_400) as i64;
     let rem = unix_secs % 86_400;
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn a_clock_before_1970_or_far_ahead_saturates_instead_of_panicking() {
+        let before = UNIX_EPOCH - Duration::from_secs(86_400 * 365);
+        assert_eq!((unix_secs(before), unix_millis(before), unix_micros(before)), (0, 0, 0));
+        assert_eq!(rfc3339_secs(unix_secs(before)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(unix_micros(before)), "1970-01-01T00:00:00.000000Z");
+        // ~600,000 years ahead: microseconds no longer fit u64, and must not wrap to a small value.
+        if let Some(far) = UNIX_EPOCH.checked_add(Duration::from_secs(u64::MAX / 1000)) {
+            assert_eq!(unix_micros(far), u64::MAX);
+            assert!(rfc3339(unix_micros(far)).ends_with('Z'));
+        }
+        let now = SystemTime::now();
+        assert_eq!(unix_millis(now) / 1000, unix_secs(now));
+    }
 }

@@ -18,17 +18,24 @@ pub const TOKEN_LEN: usize = 32;
 /// `Value` → error. Like Go's decoder, `Value` is matched exactly first, then case-insensitively
 /// (`value`, `VALUE`); `Issued` and other keys are ignored.
 pub fn read_token(path: &Path) -> Result<Option<String>, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ConfigError::file(path, format!("cannot read: {e}"))),
+    let bytes = match super::file::read_bounded(path, super::file::CONFIG_FILE_LIMIT) {
+        Ok(b) => b,
+        Err(super::file::ReadError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let Value::Object(map) = super::parse_json(text, path)? else {
+    let text = super::file::text_of(bytes, path)?;
+    let Value::Object(map) = super::parse_json(&text, path)? else {
         return Err(ConfigError::file(path, "expected a JSON object {\"Value\":\"<token>\",\"Issued\":\"<time>\"}"));
     };
     let value = map.get("Value").or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).map(|(_, v)| v));
     match value {
+        // A control character (newline, NUL, …) cannot travel in an HTTP header: the token would
+        // fail on every call, or split the header. Refused here, naming the file.
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(ConfigError::at(
+            path,
+            "Value",
+            "contains a control character (newline, tab, NUL, …); a token must be printable text",
+        )),
         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
         Some(Value::String(_)) => Err(ConfigError::at(path, "Value", "is empty; a token file must hold a token")),
         Some(_) => Err(ConfigError::at(path, "Value", "expected the token as a string")),
@@ -100,8 +107,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`), which Go's `time.Time` decodes.
 fn rfc3339_utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    crate::timefmt::rfc3339_secs(secs)
+    crate::timefmt::rfc3339_secs(crate::timefmt::unix_secs(std::time::SystemTime::now()))
 }
 
 #[cfg(test)]
@@ -139,6 +145,8 @@ mod tests {
             ("array.json", r#"["tok-secret"]"#, None, "object"),
             ("bad.json", r#"{"Value":"tok-secret""#, None, "invalid JSON"),
             ("zero.json", "", None, "invalid JSON"),
+            ("newline.json", r#"{"Value":"tok-secret\n"}"#, Some("Value"), "control character"),
+            ("nul.json", r#"{"Value":"tok-\u0000secret"}"#, Some("Value"), "control character"),
         ] {
             let p = dir.write(name, body);
             let e = read_token(&p).expect_err(name);

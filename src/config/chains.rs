@@ -26,7 +26,7 @@ pub struct Chain {
 
 /// Read and validate a chains file.
 pub fn load_chains(path: &Path) -> Result<Vec<Chain>, ConfigError> {
-    parse_chains(&super::read_text(path)?, path)
+    parse_chains(&super::read_text(path, super::file::CONFIG_FILE_LIMIT)?, path)
 }
 
 /// Parse chains-file text (`path` only names the file in errors). Ids must be 1–4 bytes of hex
@@ -95,6 +95,14 @@ pub fn parse_chains(json: &str, path: &Path) -> Result<Vec<Chain>, ConfigError> 
                     Some(Value::String(s)) => s.clone(),
                     Some(_) => return Err(err(".basic_auth.password", "expected a string".into())),
                 };
+                // Sent in an `Authorization` header: a control character would break every call.
+                let printable = "contains a control character (newline, tab, NUL, …); must be printable text";
+                if username.chars().any(char::is_control) {
+                    return Err(err(".basic_auth.username", printable.into()));
+                }
+                if password.chars().any(char::is_control) {
+                    return Err(err(".basic_auth.password", printable.into()));
+                }
                 // Like the incumbent, basic auth is only sent when a username is set.
                 (!username.is_empty()).then_some((username, password))
             }
@@ -182,7 +190,7 @@ fn check_chain_id(id: &str) -> Result<(), String> {
 
 /// Read a local chains-name map, plain or rich form, into chain id → label.
 pub fn load_chain_names(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    parse_chain_names(&super::read_text(path)?, path)
+    parse_chain_names(&super::read_text(path, super::file::CONFIG_FILE_LIMIT)?, path)
 }
 
 /// Parse chains-name-map text. Each value is a label string or an object with a `label` string
@@ -289,6 +297,18 @@ mod tests {
             ),
             "[1].basic_auth.password",
             "string",
+        );
+        err(
+            &format!(
+                r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u","password":"s3cret\r\nX: 1"}}}}]"#
+            ),
+            "[1].basic_auth.password",
+            "control character",
+        );
+        err(
+            &format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u\u0000","password":"s3cret"}}}}]"#),
+            "[1].basic_auth.username",
+            "control character",
         );
         err(&format!(r#"[{ok},7]"#), "[1]", "object");
     }

@@ -24,7 +24,7 @@ pub struct NodeEntry {
 
 /// Read and validate a keys file.
 pub fn load_keys(path: &Path) -> Result<Vec<NodeEntry>, ConfigError> {
-    parse_keys(&super::read_text(path)?, path)
+    parse_keys(&super::read_text(path, super::file::KEYS_FILE_LIMIT)?, path)
 }
 
 /// Parse keys-file text; `path` is only used in error messages. The format is chosen by the

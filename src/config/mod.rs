@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod chains;
+pub mod file;
 pub mod keys;
 pub mod settings;
 pub mod spacemesh;
@@ -101,7 +102,9 @@ pub fn find_config(data_dir: &Path, config_file: Option<&Path>) -> (Option<PathB
     }
     let top = data_dir.join("config.json");
     let nested = data_dir.join("config").join("config.json");
-    match (top.is_file(), nested.is_file()) {
+    // `exists`, not `is_file`: a config path that is a device or FIFO must be refused by the read,
+    // not silently skipped for the defaults.
+    match (top.exists(), nested.exists()) {
         (true, true) => {
             let w = format!(
                 "both {} and {} exist; using the first, the second is ignored",
@@ -129,7 +132,7 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
     let mut spacemesh = None;
     let settings = match &config_path {
         Some(path) => {
-            let text = read_text(path)?;
+            let text = read_text(path, file::CONFIG_FILE_LIMIT)?;
             let (settings, w) = Settings::from_json(&text, path)?;
             warnings.extend(w);
             let (sm, w) = spacemesh::from_json(&text, path)?;
@@ -291,13 +294,10 @@ pub(crate) fn redact_userinfo(url: &str) -> String {
 }
 
 /// Read a config-type file as UTF-8, dropping a leading BOM (editors on Windows add one and
-/// serde_json rejects it). The error names the file.
-pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
-    Ok(match text.strip_prefix('\u{feff}') {
-        Some(rest) => rest.to_string(),
-        None => text,
-    })
+/// serde_json rejects it), refusing non-regular files and files over `limit` bytes
+/// ([`file::read_bounded`]). The error names the file.
+pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String, ConfigError> {
+    file::read_text_bounded(path, limit)
 }
 
 /// Parse JSON text; serde_json's messages give line and column, never the content.
@@ -374,7 +374,7 @@ pub(crate) mod testutil {
         pub fn new(tag: &str) -> TempDir {
             static COUNTER: AtomicUsize = AtomicUsize::new(0);
             let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
             let dir = std::env::temp_dir().join(format!("meshd-cfg-{tag}-{}-{n}-{nanos}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
@@ -424,6 +424,47 @@ mod tests {
         );
         dir.write("chains.json", r#"[{"id":"0021","url":"http://127.0.0.1:8545"}]"#);
         dir.write("auth/servicer.json", r#"{"Value":"servicer-secret-token","Issued":"2024-01-01T00:00:00Z"}"#);
+    }
+
+    /// Load on a thread; fail instead of hanging the suite.
+    fn load_within_5s(dir: PathBuf) -> Result<Loaded, ConfigError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(load(&dir, None));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("loading blocked for 5 s")
+    }
+
+    fn mkfifo(p: &Path) {
+        let _ = std::fs::remove_file(p);
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn every_file_load_reads_is_bounded_fifo_device_and_oversized_files_are_refused() {
+        let dir = TempDir::new("bounded");
+        populate(&dir, Some("config.json"), "{}");
+        for rel in ["key/key.json", "chains.json", "auth/servicer.json", "auth/mesh.json", "config.json"] {
+            let p = dir.path().join(rel);
+            let saved = std::fs::read(&p).ok();
+            mkfifo(&p);
+            let e = load_within_5s(dir.path().to_path_buf()).unwrap_err();
+            assert_eq!(e.file, p, "{e}");
+            assert!(e.message.contains("a FIFO"), "{e}");
+            std::fs::remove_file(&p).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+            let e = load_within_5s(dir.path().to_path_buf()).unwrap_err();
+            assert!(e.file == p && e.message.contains("character device"), "{e}");
+            std::fs::remove_file(&p).unwrap();
+            if let Some(bytes) = saved {
+                std::fs::write(&p, bytes).unwrap();
+            }
+        }
+        let keys = dir.path().join("key/key.json");
+        std::fs::File::options().write(true).open(&keys).unwrap().set_len(file::KEYS_FILE_LIMIT + 1).unwrap();
+        let e = load_within_5s(dir.path().to_path_buf()).unwrap_err();
+        assert!(e.file == keys && e.message.contains("64 MiB limit"), "{e}");
     }
 
     #[test]

@@ -193,14 +193,26 @@ enum Text {
     Durability,
 }
 
-/// Unit of an integer key, for error messages.
+/// Unit of an integer key, for error messages and its valid range.
 #[derive(Clone, Copy)]
 enum Unit {
     Ms,
     Secs,
     Count,
     Bytes,
+    /// The LMDB map size in MiB.
+    MiB,
 }
+
+/// Longest duration any key may hold: 30 days. Durations are added to clocks (`Instant +
+/// Duration` panics on overflow) and multiplied (backoff, staleness), so an absurd value such as
+/// 2^64-1 ms must be refused at load, not crash `start` later.
+pub const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
+/// Largest count (workers, connections, retries, …): fits `usize` on 32-bit boards and leaves
+/// room for the additions made on it.
+pub const MAX_COUNT: u64 = u32::MAX as u64 >> 1;
+/// Largest byte size (`client_rpc_max_bytes_size`): 1 GiB.
+pub const MAX_BYTES: u64 = 1 << 30;
 
 impl Unit {
     fn name(self) -> &'static str {
@@ -209,6 +221,18 @@ impl Unit {
             Unit::Secs => "seconds",
             Unit::Count => "a count",
             Unit::Bytes => "bytes",
+            Unit::MiB => "MiB",
+        }
+    }
+
+    /// Largest accepted value.
+    fn max(self) -> u64 {
+        match self {
+            Unit::Ms => MAX_DURATION_SECS * 1000,
+            Unit::Secs => MAX_DURATION_SECS,
+            Unit::Count => MAX_COUNT,
+            Unit::Bytes => MAX_BYTES,
+            Unit::MiB => crate::queue::store::MAX_MAP_MIB,
         }
     }
 }
@@ -314,7 +338,7 @@ static FIELDS: &[Field] = &[
     bool_field!(metrics_attach_servicer_label),
     num_field!(metrics_report_interval, Unit::Secs, Zero::Rejected),
     str_field!(relay_queue_dir, Text::Path),
-    num_field!(relay_queue_map_size, Unit::Count, Zero::Rejected),
+    num_field!(relay_queue_map_size, Unit::MiB, Zero::Rejected),
     str_field!(relay_durability, Text::Durability),
     num_field!(client_max_connections, Unit::Count, Zero::Rejected),
 ];
@@ -417,6 +441,10 @@ fn apply(settings: &mut Settings, field: &Field, value: &Value) -> Result<(), St
             };
             if n == 0 && zero == Zero::Rejected {
                 return Err(format!("must be greater than 0 ({}), got 0", unit.name()));
+            }
+            if n > unit.max() {
+                let min = if zero == Zero::Rejected { 1 } else { 0 };
+                return Err(format!("out of range: valid is {min} to {} ({}), got {n}", unit.max(), unit.name()));
             }
             *get(settings) = n;
         }
@@ -787,5 +815,37 @@ mod tests {
         for bad in ["", "*:", "loud", "*:loud", "main:info", ":info", "main:bogus,*:info"] {
             assert!(parse_log_level(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn values_start_would_overflow_are_refused_naming_key_and_range() {
+        // 2^64-1 ms: `Instant::now() + Duration` panics; 2^44 MiB << 20 wraps to a tiny map;
+        // a count near 2^64 overflows `client_max_connections + FD_RESERVE`.
+        for (key, value) in [
+            ("node_check_interval", u64::MAX),
+            ("session_cache_clean_up_interval", u64::MAX / 1000),
+            ("keys_hot_reload_interval", u64::MAX),
+            ("client_rpc_timeout", 1 << 60),
+            ("servicer_retry_wait_max", u64::MAX),
+            ("relay_queue_map_size", 1 << 44),
+            ("client_max_connections", u64::MAX),
+            ("client_rpc_max_bytes_size", 1 << 40),
+        ] {
+            let e = err(&format!(r#"{{"{key}":{value}}}"#));
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.message.contains("out of range: valid is") && e.message.contains(&value.to_string()), "{e}");
+        }
+        let e = err(r#"{"relay_queue_map_size":17592186044416}"#);
+        assert!(e.to_string().contains(&format!("1 to {} (MiB)", crate::queue::store::MAX_MAP_MIB)), "{e}");
+        // The largest values are still accepted.
+        let (s, _) = parse(&format!(
+            r#"{{"node_check_interval":{},"chains_hot_reload_interval":{},"relay_queue_map_size":{}}}"#,
+            MAX_DURATION_SECS,
+            MAX_DURATION_SECS * 1000,
+            crate::queue::store::MAX_MAP_MIB
+        ))
+        .unwrap();
+        assert_eq!(s.node_check_interval, MAX_DURATION_SECS);
+        let _ = std::time::Instant::now() + std::time::Duration::from_millis(s.chains_hot_reload_interval);
     }
 }

@@ -136,9 +136,13 @@ fn socket_addr(value: &Value) -> Result<SocketAddr, String> {
         .ok_or_else(|| "expected \"IP:PORT\" such as \"127.0.0.1:9099\"".to_string())
 }
 
+/// A positive duration in `unit` ("seconds" or "milliseconds"), at most
+/// [`super::settings::MAX_DURATION_SECS`] (30 days) so no clock arithmetic can overflow.
 fn positive(value: &Value, unit: &str) -> Result<u64, String> {
+    let max = if unit == "seconds" { super::settings::MAX_DURATION_SECS } else { super::settings::MAX_DURATION_SECS * 1000 };
     match value.as_u64() {
         Some(0) => Err(format!("must be greater than 0 ({unit})")),
+        Some(n) if n > max => Err(format!("out of range: valid is 1 to {max} ({unit})")),
         Some(n) => Ok(n),
         None => Err(format!("expected a positive integer ({unit})")),
     }
@@ -262,6 +266,16 @@ mod tests {
                 "greater than 0 (seconds)",
             ),
             (r#"{"spacemesh":{"nodes":["http://a"],"request_timeout":"10s"}}"#, "spacemesh.request_timeout", "positive integer"),
+            (
+                r#"{"spacemesh":{"nodes":["http://a"],"request_timeout":18446744073709551615}}"#,
+                "spacemesh.request_timeout",
+                "out of range: valid is 1 to 2592000000 (milliseconds)",
+            ),
+            (
+                r#"{"spacemesh":{"nodes":["http://a"],"health_interval":18446744073709551615}}"#,
+                "spacemesh.health_interval",
+                "out of range: valid is 1 to 2592000 (seconds)",
+            ),
             (
                 r#"{"spacemesh":{"nodes":["http://a"],"json_cors_everywhere":"yes"}}"#,
                 "spacemesh.json_cors_everywhere",

@@ -73,7 +73,7 @@ impl DeadLetter {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    crate::timefmt::unix_millis(std::time::SystemTime::now())
 }
 
 #[cfg(test)]
