@@ -153,9 +153,9 @@ async fn shutdown(
     if let Some(sd) = systemd {
         sd.notify("STOPPING=1");
     }
-    // The listening socket closes; connections already open are served on, so requests
-    // already sent are still answered.
-    listener.close();
+    // The listening socket closes; each open connection answers the request it is on, if any,
+    // and closes, so requests already sent are answered and no new one starts.
+    listener.drain();
     while app.active_requests() > 0 && Instant::now() < deadline {
         async_io::Timer::after(Duration::from_millis(10)).await;
     }

@@ -214,12 +214,20 @@ struct Conn {
     busy: Cell<usize>,
     idle_since: Cell<Instant>,
     closed: Cell<bool>,
+    /// Finish the request in progress, then close (a graceful stop).
+    draining: Cell<bool>,
+    /// Wakes the connection's task for either.
     close: Event,
 }
 
 impl Conn {
     fn close(&self) {
         self.closed.set(true);
+        self.close.notify(usize::MAX);
+    }
+
+    fn drain(&self) {
+        self.draining.set(true);
         self.close.notify(usize::MAX);
     }
 }
@@ -295,6 +303,15 @@ impl Server {
     pub fn close(&self) {
         self.shared.closing.set(true);
         self.shared.wake.notify(usize::MAX);
+    }
+
+    /// Stop accepting; every open connection answers the request it is reading or handling,
+    /// if any, and closes (`Connection: close`): a graceful stop.
+    pub fn drain(&self) {
+        self.close();
+        for conn in self.shared.conns.borrow().values() {
+            conn.drain();
+        }
     }
 
     /// Stop accepting and drop every open connection.
@@ -440,7 +457,13 @@ fn spawn_connection<'a>(stream: Async<TcpStream>, peer: SocketAddr, shared: &Rc<
     let _ = stream.get_ref().set_nodelay(true);
     let id = shared.next_id.get();
     shared.next_id.set(id + 1);
-    let conn = Rc::new(Conn { busy: Cell::new(0), idle_since: Cell::new(Instant::now()), closed: Cell::new(false), close: Event::new() });
+    let conn = Rc::new(Conn {
+        busy: Cell::new(0),
+        idle_since: Cell::new(Instant::now()),
+        closed: Cell::new(false),
+        draining: Cell::new(false),
+        close: Event::new(),
+    });
     shared.conns.borrow_mut().insert(id, conn.clone());
     shared.stats.open.store(shared.conns.borrow().len(), Ordering::Relaxed);
     let shared = shared.clone();
@@ -480,25 +503,33 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &R
         .header_read_timeout(shared.limits.header_timeout)
         .max_buf_size(shared.limits.max_head_bytes.max(8192))
         .keep_alive(true);
-    let connection = builder.serve_connection(io, service);
-    let closed = async {
-        loop {
-            if conn.closed.get() {
-                return;
+    let mut connection = std::pin::pin!(builder.serve_connection(io, service));
+    let mut drained = false;
+    // `Some(result)`: hyper finished the connection; None: closed by the listener.
+    let outcome = loop {
+        let signalled = async {
+            loop {
+                if conn.closed.get() || (conn.draining.get() && !drained) {
+                    return None;
+                }
+                let listener = conn.close.listen();
+                if conn.closed.get() || (conn.draining.get() && !drained) {
+                    return None;
+                }
+                listener.await;
             }
-            let listener = conn.close.listen();
-            if conn.closed.get() {
-                return;
+        };
+        match async { Some(connection.as_mut().await) }.or(signalled).await {
+            Some(result) => break Some(result),
+            None if conn.closed.get() => break None,
+            None => {
+                drained = true;
+                connection.as_mut().graceful_shutdown();
             }
-            listener.await;
         }
     };
-    let outcome = async { Some(connection.await) }.or(async {
-        closed.await;
-        None
-    });
-    match outcome.await {
-        Some(Ok(())) => {}
+    let how = match outcome {
+        Some(Ok(())) => "done".to_string(),
         Some(Err(e)) => {
             if e.is_timeout() || timed_out.get() {
                 shared.stats.closed_timeout.fetch_add(1, Ordering::Relaxed);
@@ -506,10 +537,11 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &R
             if e.is_parse_too_large() {
                 shared.stats.refused_head_too_large.fetch_add(1, Ordering::Relaxed);
             }
-            log::debug!("event=connection_closed listener={} peer={peer} error={e}", shared.stats.name);
+            format!("{e:?}")
         }
-        None => {}
-    }
+        None => "closed by meshd".to_string(),
+    };
+    log::debug!("event=connection_closed listener={} peer={peer} how={how:?}", shared.stats.name);
 }
 
 /// One request: framing checks, the body within its bounds, then the handler.
@@ -980,6 +1012,41 @@ mod tests {
             let got = b.join().unwrap();
             assert!(got.contains("sleep=400"), "busy requests are not evicted: {got:?}");
         }
+    }
+
+    #[test]
+    fn drain_answers_the_request_in_progress_then_closes_every_connection() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (drain_tx, drain_rx) = async_channel::bounded::<()>(1);
+        std::thread::spawn(move || {
+            let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+            let h = handler(|r: Request| async move {
+                Timer::after(Duration::from_millis(300)).await;
+                Response::text(200, r.path())
+            });
+            let server = Server::bind("test", "127.0.0.1:0", quick(), ex, h).unwrap();
+            tx.send(server.addr()).unwrap();
+            smol::block_on(ex.run(async {
+                let _ = drain_rx.recv().await;
+                server.drain();
+                server.closed().await;
+                tx.send(server.addr()).unwrap();
+                futures_lite::future::pending::<()>().await
+            }));
+        });
+        let addr = rx.recv().unwrap();
+        let mut idle = connect(addr);
+        let mut busy = connect(addr);
+        busy.write_all(b"GET /in-progress HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drain_tx.send_blocking(()).unwrap();
+        let text = read_all(&mut busy);
+        assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("/in-progress"), "{text}");
+        assert_eq!(status_lines(&text).len(), 1);
+        let mut buf = [0u8; 16];
+        assert_eq!(idle.read(&mut buf).unwrap_or(0), 0, "an idle connection is closed");
+        rx.recv_timeout(Duration::from_secs(5)).expect("every connection closed after the drain");
+        assert!(TcpStream::connect(addr).is_err(), "listener closed");
     }
 
     #[test]
