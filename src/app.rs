@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
-use crate::chain_client::{ChainHealth, ChainSet};
+use crate::relay::chain::{ChainHealth, ChainSet};
 use crate::config::{Loaded, Settings};
-use crate::fleet::{Fleet, Node};
-use crate::notifier::Notifier;
+use crate::servicer::fleet::{Fleet, Node};
+use crate::servicer::notifier::Notifier;
 use crate::http::client::{Client, ClientSettings};
 use crate::queue::Writer;
-use crate::reload::Reloader;
-use crate::servicer_api::ServicerEndpoint;
-use crate::sessions::SessionCache;
-use crate::metrics::Metrics;
-use crate::states::States;
+use crate::ops::reload::Reloader;
+use crate::servicer::api::ServicerEndpoint;
+use crate::relay::sessions::SessionCache;
+use crate::ops::metrics::Metrics;
+use crate::ops::states::States;
 
 /// Declares [`Counters`]: one `Cell<u64>` field per line, each exported to Prometheus as
 /// `meshd_<field>_total` with its help text. Adding a counter is one line here; nothing else
@@ -163,7 +163,7 @@ impl App {
     pub fn new(loaded: &Loaded, simulate_relay: bool, queue: Writer, ex: &'static smol::LocalExecutor<'static>) -> App {
         let s = loaded.settings.clone();
         let check_interval = Duration::from_secs(s.node_check_interval.max(1));
-        let fleet = Fleet::new(&loaded.nodes, crate::health::stale_after(check_interval));
+        let fleet = Fleet::new(&loaded.nodes, crate::servicer::health::stale_after(check_interval));
         let chains = ChainSet::new(loaded.chains.clone(), loaded.chain_names.clone());
         let client = |timeout_ms: u64, max_idle: u64, max_idle_per_host: u64| {
             let mut settings = ClientSettings::new(Duration::from_millis(timeout_ms.max(1)));

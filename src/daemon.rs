@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use crate::app::App;
 use crate::config::Loaded;
 use crate::http::server::{self, Limits, Server};
-use crate::notifier::Notifier;
+use crate::servicer::notifier::Notifier;
 use crate::protocol::session::latest_session_height;
 use crate::queue::{writer, Durability, Store, WriteOp, Writer};
-use crate::{health, metrics, reload, sd_notify, signals, states};
+use crate::ops::{metrics, reload, states};
+use crate::servicer::health;
+use crate::{sd_notify, signals};
 
 /// Longest a graceful shutdown waits for in-flight requests before committing and exiting.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
@@ -71,7 +73,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         let listen = format!("{}:{}", app.settings.listen_address, app.settings.rpc_port);
         let limits = Limits::from_settings(&app.settings, app.settings.client_rpc_max_bytes_size);
         let relay_app = app.clone();
-        let listener = Server::bind("relay", &listen, limits, ex, server::handler(move |request| crate::router::serve(relay_app.clone(), request)))
+        let listener = Server::bind("relay", &listen, limits, ex, server::handler(move |request| crate::http::router::serve(relay_app.clone(), request)))
             .map_err(|e| e.to_string())?;
         for &id in &ids {
             Notifier::spawn_dispatcher(&app, id, ex);

@@ -1,34 +1,24 @@
 //! meshd library: every part of the daemon, exposed for the binary, the integration tests,
-//! the demo and the benchmarks. Data flows one way: listener → router → relay_service
-//! (protocol validation → sessions → chain_client → signature) → notifier → servicer_api.
+//! the demo and the benchmarks. Data flows one way: `http` (server → router) → `relay`
+//! (validation → session → chain → signature) → `queue` → `servicer` (notifier → servicer API);
+//! `ops` watches and steers it, `spacemesh` is the node-service gateway, `protocol` the pure
+//! Morse protocol code, `sim` the neighbours' simulators.
 
 pub mod app;
-pub mod chain_client;
+pub mod base64;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod exit_code;
-pub mod fleet;
-pub mod health;
 pub mod http;
-pub mod metrics;
-pub mod notifier;
-pub mod ops_routes;
-pub mod outbound;
-pub mod private_api;
+pub mod ops;
 pub mod protocol;
-pub mod proxy;
 pub mod queue;
-pub mod relay_service;
-pub mod reload;
-pub mod reply;
-pub mod router;
-pub mod servicer_api;
+pub mod relay;
 pub mod sim;
 pub mod sd_notify;
-pub mod sessions;
+pub mod servicer;
 pub mod signals;
 pub mod spacemesh;
-pub mod states;
 pub mod timefmt;

@@ -98,5 +98,5 @@ pub fn name(signal: i32) -> &'static str {
 pub fn on_sighup(app: &Rc<App>) {
     Counters::inc(&app.counters.reloads_requested);
     log::info!("event=reload_requested source=SIGHUP");
-    crate::reload::request_reload(app);
+    crate::ops::reload::request_reload(app);
 }

@@ -170,7 +170,7 @@ fn five_hundred_addresses_load_fast_and_serve_a_key_in_the_middle() {
     // Load time of the whole configuration (500 keys are parsed and verified) plus the index.
     let started = Instant::now();
     let loaded = meshd::config::load(&h.dir, None).unwrap();
-    let fleet = meshd::fleet::Fleet::new(&loaded.nodes, Duration::from_secs(30));
+    let fleet = meshd::servicer::fleet::Fleet::new(&loaded.nodes, Duration::from_secs(30));
     let elapsed = started.elapsed();
     println!("500 addresses in {NODES} nodes: config load + fleet index took {elapsed:?}");
     assert_eq!((fleet.nodes.len(), fleet.servicer_count()), (NODES as usize, 500));

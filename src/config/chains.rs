@@ -2,7 +2,7 @@
 //! the chains meshd relays to, and the optional chain-name map (chain id → label for metrics) in
 //! its plain `{"0021":"Ethereum"}` and rich `{"0021":{"label":"Ethereum",…}}` forms.
 //! `urls` is a meshd extension: more endpoints of the same chain, tried in turn when one cannot
-//! be reached (see `chain_client`). Errors locate the entry; basic-auth passwords and chain URLs
+//! be reached (see `relay::chain`). Errors locate the entry; basic-auth passwords and chain URLs
 //! (which often embed provider API keys) are never put in a message.
 
 use std::collections::{BTreeMap, HashMap};

@@ -33,10 +33,13 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 use smol_hyper::rt::FuturesIo;
 
-use crate::outbound::base64;
+use crate::base64::encode as base64;
 
 /// How long a resolved name is trusted. Short, so a moved upstream is followed quickly, but long
 /// enough that a busy node resolves each upstream a couple of times a minute at most.
+/// Upper bound on a response body held in memory, unless the settings say otherwise.
+pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
 pub const DNS_TTL: Duration = Duration::from_secs(30);
 /// Names kept in one client's DNS cache; a client talks to a handful of upstreams.
 const DNS_CACHE_MAX: usize = 64;
@@ -68,7 +71,7 @@ impl ClientSettings {
             max_idle_per_host: 32,
             max_idle: 256,
             user_agent: String::new(),
-            max_response_bytes: crate::outbound::MAX_RESPONSE_BYTES,
+            max_response_bytes: MAX_RESPONSE_BYTES,
             idle_timeout: Duration::from_secs(90),
         }
     }

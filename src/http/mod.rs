@@ -1,8 +1,10 @@
 //! HTTP on the executor: one server for every listener ([`server`]) and one keep-alive client
 //! for every outbound call ([`client`]), both hyper `http1` over async-io on the single
-//! `LocalExecutor` thread.
+//! `LocalExecutor` thread; the relay listener's [`router`] and the answer shapes ([`reply`]).
 
 pub mod client;
+pub mod reply;
+pub mod router;
 pub mod server;
 
 use std::future::Future;

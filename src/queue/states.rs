@@ -21,7 +21,7 @@ use super::store::Store;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRecord {
     pub servicer_address: [u8; 20],
-    /// `crate::states::IdentityState` as a number (stable: it is stored).
+    /// `crate::ops::states::IdentityState` as a number (stable: it is stored).
     pub state: u8,
     /// Unix time in microseconds (the Spacemesh API's resolution).
     pub time_us: u64,

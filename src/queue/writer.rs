@@ -15,7 +15,7 @@ use super::store::{Store, WriteOp, WriteResult};
 pub const MAX_BATCH: usize = 1024;
 
 /// The refusal of an append whose queue file is no longer at its path: the relay is answered
-/// 503 with a fixed message (src/relay_service.rs), never 200.
+/// 503 with a fixed message (src/relay/service.rs), never 200.
 pub const QUEUE_FILE_LOST: &str = "the queue file was removed or replaced under meshd";
 /// The refusal of an append whose commit failed (disk full, I/O error): details are logged
 /// once per [`COMMIT_FAILURE_LOG_INTERVAL`], the client gets a fixed message.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{Handler, HttpServer, Incoming, Reply};
-use crate::outbound::base64_decode;
+use crate::base64::decode as base64_decode;
 
 /// Chain simulator settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

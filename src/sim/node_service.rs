@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sha3::{Digest, Sha3_256};
 
 use super::http::{Handler, HttpServer, Incoming, Reply};
-use crate::outbound::{base64, base64_decode};
+use crate::base64::{decode as base64_decode, encode as base64};
 
 /// The readiness middleware's body (PR #6700).
 pub const NOT_READY: &str = "service not ready: not in sync with the network";

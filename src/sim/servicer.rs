@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
 use super::http::{Handler, HttpServer, Incoming, Reply};
-use crate::outbound::base64;
+use crate::base64::encode as base64;
 use crate::protocol::errors;
 use crate::protocol::keys::address_of;
 use crate::protocol::session::{latest_session_height, session_header_hash, within_tolerance};

@@ -5,7 +5,7 @@
 use super::publish_queue::QueueCounts;
 use super::upstream::{Health, Pool, Upstream};
 use super::{ClientCounters, State};
-use crate::metrics::{family, labels};
+use crate::ops::metrics::{family, labels};
 
 /// Append every `meshd_spacemesh_*` family. `stored`: the publish queue's counts (an LMDB read
 /// the caller made off the executor), None if it was not read.

@@ -275,7 +275,7 @@ pub fn split_userinfo(url: &str) -> (String, Option<String>) {
         Some(at) => {
             let userinfo = &rest[..at];
             let clean = format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]);
-            (clean, Some(format!("Basic {}", crate::outbound::base64(userinfo.as_bytes()))))
+            (clean, Some(format!("Basic {}", crate::base64::encode(userinfo.as_bytes()))))
         }
         None => (url.to_string(), None),
     }

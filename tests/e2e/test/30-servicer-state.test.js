@@ -13,7 +13,7 @@ const { rpcError, describe } = require('../lib/expect');
 const stats = require('../lib/simstats');
 
 const CHECK_INTERVAL_MS = 1000; // node_check_interval in the stack's config.json
-const STATUS_TRUST_MS = 30000; // meshd trusts a check answer for max(3 intervals, 30 s) (src/health.rs)
+const STATUS_TRUST_MS = 30000; // meshd trusts a check answer for max(3 intervals, 30 s) (src/servicer/health.rs)
 const OVERRIDE = 10; // → round(10 / 1 chain / 5 nodes) = 2 relays per servicer per session
 
 let s;

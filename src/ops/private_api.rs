@@ -19,10 +19,10 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use crate::app::App;
-use crate::chain_client::ChainSet;
+use crate::relay::chain::ChainSet;
 use crate::config::chains::{chain_to_json, chains_to_json, parse_chains};
 use crate::http::server::Request;
-use crate::reply::{http_error, Reply};
+use crate::http::reply::{http_error, Reply};
 
 pub const PREFIX: &str = "/v1/private/mesh/";
 
@@ -71,7 +71,7 @@ pub fn authorized(token: Option<&str>, supplied: Option<&str>) -> bool {
 }
 
 fn json_reply(v: Value) -> Reply {
-    crate::reply::json_value(&v)
+    crate::http::reply::json_value(&v)
 }
 
 fn servicers(app: &App) -> Reply {

@@ -25,7 +25,7 @@ use event_listener::Event;
 use serde_json::{json, Value};
 
 use crate::app::{App, Counters};
-use crate::chain_client::ChainSet;
+use crate::relay::chain::ChainSet;
 use crate::config::{chains, keys, Loaded};
 
 /// Requests a reload of keys and chains. `Send + Sync`: a signal thread may hold one.
@@ -328,7 +328,7 @@ pub async fn reload_keys(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static
         app.notifier.wake(node);
     }
     Counters::inc(&app.counters.reloads);
-    let names = |nodes: &[Rc<crate::fleet::Node>]| nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+    let names = |nodes: &[Rc<crate::servicer::fleet::Node>]| nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
     let message = format!(
         "{} nodes, {} servicers; added {:?}, removed {:?}, changed {:?}, {} unchanged; addresses +{} -{}",
         fleet.nodes.len(),
@@ -348,7 +348,7 @@ pub async fn reload_keys(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static
 }
 
 /// Count queued relays whose servicer no node owns any more (they wait for it to come back).
-async fn log_orphans(app: &App, fleet: &crate::fleet::Fleet) {
+async fn log_orphans(app: &App, fleet: &crate::servicer::fleet::Fleet) {
     let store = app.queue.store().clone();
     match smol::unblock(move || store.pending_by_servicer()).await {
         Ok(by_servicer) => {

@@ -374,7 +374,7 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
     let fleet = app.fleet();
     gauge(&mut out, "meshd_notify_in_flight", "Notifies in flight, all nodes.", app.notifier.in_flight(&fleet) as f64);
 
-    let nodes: Vec<(String, Result<crate::health::NodeStatus, crate::protocol::PocketError>, u64)> =
+    let nodes: Vec<(String, Result<crate::servicer::health::NodeStatus, crate::protocol::PocketError>, u64)> =
         fleet.nodes.iter().map(|n| (n.name.clone(), n.gate(), n.failovers())).collect();
     let node_labels = |name: &str| labels(&[("moniker", &app.metrics.moniker), ("node", name)]);
     family(

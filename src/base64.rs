@@ -1,11 +1,8 @@
-//! Small pieces every outbound caller shares: the response size bound and the base64 of
-//! basic-auth headers and session keys.
-
-/// Upper bound on a response body we are willing to hold in memory.
-pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
+//! Standard base64 (RFC 4648): basic-auth headers, session keys in dispatches, Spacemesh
+//! blobs. A few lines instead of a crate.
 
 /// Standard base64 (RFC 4648, padded): basic-auth headers, session keys in dispatches.
-pub fn base64(input: &[u8]) -> String {
+pub fn encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
@@ -23,7 +20,7 @@ pub fn base64(input: &[u8]) -> String {
 }
 
 /// Decode standard base64 (padding optional); `None` on any invalid character.
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub fn decode(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',
@@ -65,22 +62,22 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ];
         for (i, o) in cases {
-            assert_eq!(base64(i.as_bytes()), o, "input {i:?}");
+            assert_eq!(encode(i.as_bytes()), o, "input {i:?}");
         }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+        assert_eq!(encode(&[0xff, 0xfe, 0xfd]), "//79");
         for (i, o) in cases {
             assert_eq!(
-                base64_decode(o).as_deref(),
+                decode(o).as_deref(),
                 Some(i.as_bytes()),
                 "decoding {o:?}"
             );
         }
         assert_eq!(
-            base64_decode("dXNlcjpwYXNz").as_deref(),
+            decode("dXNlcjpwYXNz").as_deref(),
             Some(&b"user:pass"[..])
         );
-        assert_eq!(base64_decode("a*=="), None);
-        assert_eq!(base64_decode("abcde"), None);
+        assert_eq!(decode("a*=="), None);
+        assert_eq!(decode("abcde"), None);
     }
 }
 

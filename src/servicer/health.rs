@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::protocol::PocketError;
-use crate::servicer_api::{snippet, CheckAnswer};
+use crate::servicer::api::{snippet, CheckAnswer};
 
 /// Blocks per session assumed until the first check answers (the incumbent's default).
 pub const DEFAULT_BLOCKS_PER_SESSION: i64 = 4;
@@ -213,7 +213,7 @@ pub async fn probe_node(app: Rc<App>, id: u64) {
         }
         let probes: Vec<_> = pending.iter().map(|url| probe_url(&app.servicer_client, url, &app.servicer_token)).collect();
         let outcomes = crate::http::join_all(probes).await;
-        let retry_in = crate::notifier::backoff(attempt, 1000, 60_000);
+        let retry_in = crate::servicer::notifier::backoff(attempt, 1000, 60_000);
         for (url, outcome) in pending.into_iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
@@ -264,7 +264,7 @@ pub async fn probe_url(client: &crate::http::client::Client, url: &str, token: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::servicer_api::NodeStatusJson;
+    use crate::servicer::api::NodeStatusJson;
 
     fn answer(catching_up: bool, starting: bool) -> CheckAnswer {
         CheckAnswer {

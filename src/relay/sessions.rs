@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 
 use crate::protocol::PocketError;
-use crate::servicer_api::SessionGrant;
+use crate::servicer::api::SessionGrant;
 
 /// How long a servicer's refusal (45, 60, 90, …) answers for the same session without asking again.
 pub const REFUSAL_TTL: Duration = Duration::from_secs(5);

@@ -8,11 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::chain_client::ChainCall;
+use crate::relay::chain::ChainCall;
 use crate::protocol::{gojson, Payload};
-use crate::{private_api, proxy, relay_service};
+use crate::ops::{private_api, proxy};
+use crate::relay::service as relay_service;
 use crate::http::server::{Request, Response};
-use crate::reply::{http_error, Reply};
+use crate::http::reply::{http_error, Reply};
 
 /// Answer one request of the relay listener (its body already read within
 /// `client_rpc_max_bytes_size` by the server).
@@ -35,7 +36,7 @@ async fn route(app: &Rc<App>, request: &Request, body: Vec<u8>) -> Reply {
         ("OPTIONS", "/v1/client/relay") => Reply::json(200, Vec::new()).with_cors(),
         ("POST", "/v1/client/sim") if app.simulate_relay => simulate_relay(app, body).await,
         // --- operator routes (issue D): states API, status page and its JSON ---
-        _ => match crate::ops_routes::route(app, method, path, request.query(), request.header("Authorization")).await {
+        _ => match crate::ops::routes::route(app, method, path, request.query(), request.header("Authorization")).await {
             Some(reply) => reply,
             // --- fleet routes (issue C): private API, proxy to a servicer ---
             None if path.starts_with(private_api::PREFIX) => private_api::handle(app, method, path, request, body).await,
@@ -67,7 +68,7 @@ async fn simulate_relay(app: &App, body: Vec<u8>) -> Reply {
     let call = ChainCall::new(chain, &sim.payload, s.chain_request_path_cleanup, s.chain_drop_connections);
     let call = if chain.urls.len() > 1 { call.ordered(&app.chain_health.order(chain)) } else { call };
     let outcome = call.execute_with_failover(&app.chain_client).await;
-    match crate::chain_client::record_outcome(app, chain, outcome) {
+    match crate::relay::chain::record_outcome(app, chain, outcome) {
         Ok((_, text)) => {
             let mut out = Vec::with_capacity(text.len() + 3);
             gojson::write_string(&mut out, &text);

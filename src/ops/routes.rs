@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::queue::StateQuery;
-use crate::relay_service::redact_url;
-use crate::reply::{http_error, Reply};
-use crate::states::{parse_time, to_json, IdentityState};
+use crate::relay::service::redact_url;
+use crate::http::reply::{http_error, Reply};
+use crate::ops::states::{parse_time, to_json, IdentityState};
 
 const PAGE_HTML: &str = include_str!("status/status.html");
 const PAGE_JS: &str = include_str!("status/status.js");
@@ -57,7 +57,7 @@ fn static_file(body: &'static str, content_type: &'static str) -> Reply {
 /// The private routes' check: `Authorization` must equal the mesh token. The supplied value
 /// is never echoed or logged.
 pub fn authorize(app: &App, authorization: Option<&str>) -> Result<(), Reply> {
-    if crate::private_api::authorized(app.mesh_token.as_deref(), authorization.map(str::trim)) {
+    if crate::ops::private_api::authorized(app.mesh_token.as_deref(), authorization.map(str::trim)) {
         Ok(())
     } else {
         Err(http_error(401, "wrong Authorization"))
@@ -65,7 +65,7 @@ pub fn authorize(app: &App, authorization: Option<&str>) -> Result<(), Reply> {
 }
 
 fn json_reply(value: &Value) -> Reply {
-    crate::reply::json_value(value)
+    crate::http::reply::json_value(value)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one query component.
@@ -108,7 +108,7 @@ pub fn parse_state_query(query: &str) -> Result<StateQuery, String> {
             "state" | "states" => {
                 for s in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     let state = IdentityState::parse(s).ok_or_else(|| {
-                        let names: Vec<&str> = crate::states::ALL_STATES.iter().map(|s| s.name()).collect();
+                        let names: Vec<&str> = crate::ops::states::ALL_STATES.iter().map(|s| s.name()).collect();
                         format!("unknown state {s:?} (known: {})", names.join(", "))
                     })?;
                     q.states.insert(state as u8);
@@ -225,9 +225,9 @@ async fn status(app: &App) -> Reply {
     json_reply(&json!({
         "version": env!("CARGO_PKG_VERSION"),
         "moniker": app.metrics.moniker(),
-        "started": crate::states::rfc3339(crate::timefmt::unix_micros(started)),
+        "started": crate::ops::states::rfc3339(crate::timefmt::unix_micros(started)),
         "uptime_seconds": started.elapsed().unwrap_or_default().as_secs(),
-        "now": crate::states::rfc3339(crate::states::now_us()),
+        "now": crate::ops::states::rfc3339(crate::ops::states::now_us()),
         "nodes": nodes,
         "addresses": addresses,
         "queue": queue,

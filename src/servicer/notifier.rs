@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 
 use crate::app::{App, Counters};
-use crate::fleet::{Fleet, Node};
+use crate::servicer::fleet::{Fleet, Node};
 use crate::protocol::session::latest_session_height;
 use crate::queue::record::now_ms;
 use crate::queue::{PendingKey, QueuedRelay, WriteOp, WriteResult};
-use crate::servicer_api::NotifyOutcome;
+use crate::servicer::api::NotifyOutcome;
 
 /// Notifies in flight per servicer node.
 pub const IN_FLIGHT_PER_NODE: usize = 8;

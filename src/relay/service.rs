@@ -18,10 +18,10 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::app::Counters;
-use crate::chain_client::{ChainCall, ChainSet};
-use crate::fleet::{Fleet, Servicer};
-use crate::metrics::RelayObservation;
-use crate::health::NodeStatus;
+use crate::relay::chain::{ChainCall, ChainSet};
+use crate::servicer::fleet::{Fleet, Servicer};
+use crate::ops::metrics::RelayObservation;
+use crate::servicer::health::NodeStatus;
 use crate::queue::record::now_ms;
 use crate::queue::store::session_key;
 use crate::queue::{QueuedRelay, WriteOp, WriteResult};
@@ -29,8 +29,8 @@ use crate::protocol::relay::response_hash;
 use crate::protocol::session::{latest_session_height, session_header_hash, within_tolerance};
 use crate::protocol::sortjson::sort_json_response;
 use crate::protocol::{errors, PocketError, Relay};
-use crate::reply::{relay_error, relay_ok, relay_unavailable, Reply};
-use crate::sessions::{Session, SessionFailure, SessionId};
+use crate::http::reply::{relay_error, relay_ok, relay_unavailable, Reply};
+use crate::relay::sessions::{Session, SessionFailure, SessionId};
 
 /// Pocket's default `ClientBlockSyncAllowance`: how far `meta.block_height` may be from the
 /// servicer's height before the servicer answers 75.
@@ -247,7 +247,7 @@ async fn execute(app: &Rc<App>, chains: &ChainSet, relay: Relay, checked: Checke
     .await;
     let (chain_result, chain_elapsed) = chain_result;
     let elapsed_ms = started.elapsed().as_millis();
-    let chain_result = crate::chain_client::record_outcome(app, chain, chain_result);
+    let chain_result = crate::relay::chain::record_outcome(app, chain, chain_result);
     trace.chain_call = Some(chain_elapsed);
     let chain_status = chain_result.as_ref().map_or(0, |(status, _)| *status);
     app.metrics.chain_call(&chain.id, chain_status, chain_elapsed);

@@ -16,10 +16,10 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::app::{App, Counters};
-use crate::fleet::Node;
+use crate::servicer::fleet::Node;
 use crate::http::client::{Answer, Client, Outgoing};
 use crate::http::server::Request;
-use crate::reply::{http_error, Reply};
+use crate::http::reply::{http_error, Reply};
 
 /// Most nodes tried for one request.
 pub const MAX_ATTEMPTS: usize = 3;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Chain;
-use crate::fleet::Bench;
+use crate::servicer::fleet::Bench;
 use crate::http::client::{Client, ClientError, Outgoing};
 
 /// What a relay asks of a chain, detached from the relay (it outlives the relay's borrow).
@@ -113,7 +113,7 @@ impl ChainCall {
             _ => request = request.header("Content-Type", "application/json"),
         }
         if let Some((user, password)) = &self.basic_auth {
-            request = request.header("Authorization", &format!("Basic {}", crate::outbound::base64(format!("{user}:{password}").as_bytes())));
+            request = request.header("Authorization", &format!("Basic {}", crate::base64::encode(format!("{user}:{password}").as_bytes())));
         }
         if !self.method.eq_ignore_ascii_case("HEAD") {
             request = request.body(self.data.as_bytes());

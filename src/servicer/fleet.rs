@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::NodeEntry;
-use crate::health::{NodeStatus, UrlHealth};
-use crate::notifier::NodeLane;
+use crate::servicer::health::{NodeStatus, UrlHealth};
+use crate::servicer::notifier::NodeLane;
 use crate::protocol::{KeyPair, PocketError};
 
 /// First bench of a failing URL; doubles per consecutive failure up to [`BENCH_MAX`].
@@ -532,7 +532,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::servicer_api::{CheckAnswer, NodeStatusJson};
+    use crate::servicer::api::{CheckAnswer, NodeStatusJson};
 
     fn key(n: u16) -> KeyPair {
         let mut seed = [7u8; 32];
