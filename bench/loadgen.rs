@@ -240,14 +240,7 @@ fn templates(pop: &Population) -> Vec<Template> {
             let wire = wire_json(&relay);
             let (a, rest) = wire.split_once(&ENTROPY_MARK.to_string()).expect("entropy in wire");
             let (b, c) = rest.split_once(SIG_MARK).expect("signature in wire");
-            out.push(Template {
-                before_entropy: a.into(),
-                before_signature: b.into(),
-                after_signature: c.into(),
-                proof,
-                client: ci,
-                servicer: si,
-            });
+            out.push(Template { before_entropy: a.into(), before_signature: b.into(), after_signature: c.into(), proof, client: ci, servicer: si });
         }
     }
     out
@@ -630,7 +623,11 @@ fn run(o: &Opts) -> Result<(), String> {
                             *out.io_errors.entry(format!("{:?}", e.kind())).or_default() += 1;
                             if out.samples.len() < 3 {
                                 let at = sent.duration_since(start).as_millis();
-                                out.samples.push(format!("io error {:?} relay {i} sent at {at} ms after {} ms: {e}", e.kind(), done.duration_since(sent).as_millis()));
+                                out.samples.push(format!(
+                                    "io error {:?} relay {i} sent at {at} ms after {} ms: {e}",
+                                    e.kind(),
+                                    done.duration_since(sent).as_millis()
+                                ));
                             }
                         }
                     }

@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
-use crate::relay::chain::{ChainHealth, ChainSet};
 use crate::config::{Loaded, Settings};
+use crate::http::client::{Client, ClientSettings};
+use crate::ops::metrics::Metrics;
+use crate::ops::reload::Reloader;
+use crate::ops::states::States;
+use crate::queue::Writer;
+use crate::relay::chain::{ChainHealth, ChainSet};
+use crate::relay::sessions::SessionCache;
+use crate::servicer::api::ServicerEndpoint;
 use crate::servicer::fleet::{Fleet, Node};
 use crate::servicer::notifier::Notifier;
-use crate::http::client::{Client, ClientSettings};
-use crate::queue::Writer;
-use crate::ops::reload::Reloader;
-use crate::servicer::api::ServicerEndpoint;
-use crate::relay::sessions::SessionCache;
-use crate::ops::metrics::Metrics;
-use crate::ops::states::States;
 
 /// Declares [`Counters`]: one `Cell<u64>` field per line, each exported to Prometheus as
 /// `meshd_<field>_total` with its help text. Adding a counter is one line here; nothing else

@@ -37,15 +37,7 @@ impl RelayClient {
 
     /// A complete relay for `servicer_pub_hex`: request hash over `{payload, meta}`, proof signed
     /// by the client key. pocket-js sets `block_height` to the session height; callers choose.
-    pub fn build(
-        &self,
-        servicer_pub_hex: &str,
-        chain: &str,
-        session_height: i64,
-        block_height: i64,
-        entropy: i64,
-        payload: Payload,
-    ) -> Relay {
+    pub fn build(&self, servicer_pub_hex: &str, chain: &str, session_height: i64, block_height: i64, entropy: i64, payload: Payload) -> Relay {
         let mut relay = Relay {
             payload,
             meta: RelayMeta { block_height },

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use crate::app::App;
 use crate::config::Loaded;
 use crate::http::server::{self, Limits, Server};
-use crate::servicer::notifier::Notifier;
+use crate::ops::{metrics, reload, states};
 use crate::protocol::session::latest_session_height;
 use crate::queue::{writer, Durability, Store, WriteOp, Writer};
-use crate::ops::{metrics, reload, states};
 use crate::servicer::health;
+use crate::servicer::notifier::Notifier;
 use crate::{sd_notify, signals};
 
 /// Longest a graceful shutdown waits for in-flight requests before committing and exiting.
@@ -142,12 +142,7 @@ async fn serve_until_stop(app: &Rc<App>) -> Option<i32> {
 /// [`SHUTDOWN_DRAIN`]), then commit everything submitted to the queue writer and return, so
 /// the process exits 0. A relay still waiting on its chain call when the bound passes gets
 /// no answer; it may already be queued, which only means its notify is sent anyway.
-async fn shutdown(
-    app: &Rc<App>,
-    listener: Server,
-    signal: Option<i32>,
-    systemd: Option<&sd_notify::Notifier>,
-) {
+async fn shutdown(app: &Rc<App>, listener: Server, signal: Option<i32>, systemd: Option<&sd_notify::Notifier>) {
     let started = Instant::now();
     let deadline = started + SHUTDOWN_DRAIN;
     let signal_name = signal.map_or("none", signals::name);

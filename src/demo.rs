@@ -39,14 +39,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
 
 /// Write a runnable meshd data dir pointing at `servicer_url` and `chain_url`; `extra` config
 /// keys (a JSON object) override the defaults written here. Tests and benchmarks use it too.
-pub fn write_datadir(
-    dir: &Path,
-    rpc_port: u16,
-    servicer_url: &str,
-    chain_url: &str,
-    servicer: &KeyPair,
-    extra: &serde_json::Value,
-) -> Result<(), String> {
+pub fn write_datadir(dir: &Path, rpc_port: u16, servicer_url: &str, chain_url: &str, servicer: &KeyPair, extra: &serde_json::Value) -> Result<(), String> {
     let token = json!({"Value": TOKEN, "Issued": "2024-01-01T00:00:00Z"});
     let mut config = json!({
         "rpc_port": rpc_port.to_string(),

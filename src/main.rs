@@ -1,7 +1,6 @@
 //! meshd — the light half of a split Pocket node: serves relays for the servicers whose keys
 //! it holds, signs them, and notifies the servicer so it can claim them. See README.md.
 
-
 use std::ffi::OsString;
 
 use meshd::exit_code::{CONFIG as EXIT_CONFIG, ENVIRONMENT as EXIT_ENVIRONMENT};
@@ -134,9 +133,10 @@ fn load_config(args: &DataDirArgs) -> Result<config::Loaded, String> {
 fn init_logging(log_level: &str) -> Result<(), String> {
     let configured = config::settings::parse_log_level(log_level).map_err(|e| format!("configuration error: log_level: {e}"))?;
     // RUST_LOG overrides log_level: a plain level (`debug`) or the same `*:debug` syntax.
-    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()).map(|v| {
-        v.trim().parse::<log::LevelFilter>().map_err(|_| v.clone()).or_else(|_| config::settings::parse_log_level(&v).map_err(|_| v))
-    });
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim().parse::<log::LevelFilter>().map_err(|_| v.clone()).or_else(|_| config::settings::parse_log_level(&v).map_err(|_| v)));
     let level = match &from_env {
         Some(Ok(level)) => *level,
         _ => configured,

@@ -186,11 +186,7 @@ fn five_hundred_addresses_load_fast_and_serve_a_key_in_the_middle() {
     );
     assert!(sims.iter().enumerate().all(|(n, s)| n == 10 || s.stats().accepted_total == 0), "notified to the wrong node");
 
-    assert!(
-        wait_until(Duration::from_secs(15), || h.health()["healthy_nodes"] == NODES as u64),
-        "not every node became healthy: {}",
-        h.health()
-    );
+    assert!(wait_until(Duration::from_secs(15), || h.health()["healthy_nodes"] == NODES as u64), "not every node became healthy: {}", h.health());
     let health = h.health();
     assert_eq!((health["full_nodes"].as_u64(), health["servicers"].as_u64()), (Some(NODES as u64), Some(500)));
     let n10 = &health["nodes"][10];
@@ -352,11 +348,7 @@ fn a_broken_keys_file_keeps_serving_and_reload_adds_and_reattaches_nodes() {
         other => panic!("{other:?}"),
     };
     h.write_keys(&one);
-    assert!(
-        wait_until(Duration::from_secs(10), || h.health()["orphaned"]["pending"] == 1),
-        "orphan not reported: {}",
-        h.health()
-    );
+    assert!(wait_until(Duration::from_secs(10), || h.health()["orphaned"]["pending"] == 1), "orphan not reported: {}", h.health());
     assert_eq!(h.health()["orphaned"]["servicers"][&k2.address_hex], 1);
     assert!(!accepted(&sim2).contains(&waiting));
 
@@ -375,11 +367,7 @@ fn a_broken_keys_file_keeps_serving_and_reload_adds_and_reattaches_nodes() {
     write_atomically(&chains_path, br#"[{"id":"0021","url":"not a url"}]"#);
     h.wait_log("event=reload_failed kind=chains", Duration::from_secs(10));
     write_atomically(&chains_path, b"[]");
-    assert!(
-        wait_until(Duration::from_secs(10), || h.health()["counters"]["reload_failures"].as_u64() == Some(failures + 2)),
-        "{}",
-        h.log_tail()
-    );
+    assert!(wait_until(Duration::from_secs(10), || h.health()["counters"]["reload_failures"].as_u64() == Some(failures + 2)), "{}", h.log_tail());
     assert_eq!(h.health()["chains"], 2, "the previous chains keep running");
     assert!(matches!(h.send(&k1, 500), Sent::Served(_)));
 }
@@ -434,7 +422,8 @@ fn private_routes_need_the_token_and_updatechains_rewrites_atomically() {
     assert_eq!(written.as_array().map(Vec::len), Some(2));
     assert_ne!(std::fs::read(&chains_path).unwrap(), before);
     assert_ne!(inode(&chains_path), inode_before, "replaced by rename, not rewritten in place");
-    let leftovers: Vec<String> = std::fs::read_dir(&h.dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect();
+    let leftovers: Vec<String> =
+        std::fs::read_dir(&h.dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let (_, listed) = h.private("POST", "chains", Some(MESH_TOKEN), "");
     assert_eq!(serde_json::from_str::<Value>(&listed).unwrap().as_array().map(Vec::len), Some(2));

@@ -183,12 +183,7 @@ fn notify_failures_and_recovery_are_states() {
     // Notifies now fail with 503 (the node is not taking them); the relay is served anyway.
     stack.servicer.lock().unwrap().control(&meshd::sim::SimControl { fail_notify_status: Some(503), ..Default::default() }).unwrap();
     assert!(matches!(send(&agent, &stack.url(), &stack.relay(2), &stack.servicer_key), Sent::Served(_)));
-    assert!(
-        wait_until(Duration::from_secs(10), || count_state(&states(&stack, ""), "NOTIFY_FAILING") == 1),
-        "{:?}\n{}",
-        states(&stack, ""),
-        stack.log_tail()
-    );
+    assert!(wait_until(Duration::from_secs(10), || count_state(&states(&stack, ""), "NOTIFY_FAILING") == 1), "{:?}\n{}", states(&stack, ""), stack.log_tail());
     stack.servicer.lock().unwrap().control(&meshd::sim::SimControl { fail_notify_status: Some(0), ..Default::default() }).unwrap();
     assert!(wait_until(Duration::from_secs(15), || stack.servicer.lock().unwrap().stats().accepted_total == 2));
     assert!(wait_until(Duration::from_secs(5), || count_state(&states(&stack, ""), "NOTIFY_OK") == 1), "{:?}", states(&stack, ""));
@@ -220,11 +215,8 @@ fn notify_failures_and_recovery_are_states() {
 
 #[test]
 fn metrics_scrape_has_the_incumbent_families_and_meshd_gauges() {
-    let mut stack = Stack::new(
-        "metrics",
-        1_000,
-        json!({"metrics_moniker": "fra-mesh-1", "chains_name_map": "chains_name_map.json", "prometheus_max_open_files": 2}),
-    );
+    let mut stack =
+        Stack::new("metrics", 1_000, json!({"metrics_moniker": "fra-mesh-1", "chains_name_map": "chains_name_map.json", "prometheus_max_open_files": 2}));
     std::fs::write(stack.dir.join("chains_name_map.json"), r#"{"0021":"eth-mainnet"}"#).unwrap();
     stack.start_meshd();
     let agent = agent(Duration::from_secs(5));
@@ -278,10 +270,8 @@ fn metrics_scrape_has_the_incumbent_families_and_meshd_gauges() {
     // prometheus_max_open_files caps the exposition's connections, not threads: scrapes are
     // served on the executor like every other listener.
     let pid = stack.meshd.as_ref().unwrap().id();
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .collect();
+    let threads: Vec<String> =
+        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok()).collect();
     assert!(threads.len() <= 8, "no thread per scrape or connection: {threads:?}");
     assert!(stack.log_text().contains("event=metrics_listening") && stack.log_text().contains("max_open=2"), "{}", stack.log_tail());
     // Concurrent scrapes beyond the cap wait their turn and are all answered.
@@ -329,10 +319,7 @@ fn systemd_notify_ready_watchdog_and_stopping_on_a_path_socket() {
     let mut stack = Stack::new("sdnotify", 1_000, json!({}));
     let path = stack.dir.join("notify.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
-    stack.start_meshd_with(
-        &[],
-        &[("RUST_LOG", Some("info")), ("NOTIFY_SOCKET", Some(path.to_str().unwrap())), ("WATCHDOG_USEC", Some("200000"))],
-    );
+    stack.start_meshd_with(&[], &[("RUST_LOG", Some("info")), ("NOTIFY_SOCKET", Some(path.to_str().unwrap())), ("WATCHDOG_USEC", Some("200000"))]);
     let got = collect(&socket, Duration::from_secs(15), |g| g.iter().any(|m| m.starts_with("READY=1")));
     assert!(got.iter().any(|m| m.starts_with("READY=1")), "{got:?}\n{}", stack.log_tail());
     // READY comes after the listener is up.
@@ -460,11 +447,7 @@ fn sigint_drains_like_sigterm_and_sighup_requests_a_reload() {
     std::fs::write(&chains_path, serde_json::to_vec(&chains).unwrap()).unwrap();
     stack.signal("HUP");
     assert!(wait_until(Duration::from_secs(3), || stack.log_text().contains("event=reload_requested source=SIGHUP")), "{}", stack.log_tail());
-    assert!(
-        wait_until(Duration::from_secs(5), || stack.log_text().contains("event=chains_reloaded")),
-        "SIGHUP must reload chains.json:\n{}",
-        stack.log_tail()
-    );
+    assert!(wait_until(Duration::from_secs(5), || stack.log_text().contains("event=chains_reloaded")), "SIGHUP must reload chains.json:\n{}", stack.log_tail());
     // Still serving after the reload request.
     let agent = agent(Duration::from_secs(5));
     assert!(matches!(send(&agent, &stack.url(), &stack.relay(1), &stack.servicer_key), Sent::Served(_)));
@@ -479,11 +462,8 @@ fn sigint_drains_like_sigterm_and_sighup_requests_a_reload() {
 
 #[test]
 fn logs_honour_the_switches_and_never_contain_keys_or_tokens() {
-    let mut stack = Stack::new(
-        "logs",
-        1_000,
-        json!({"log_level": "*:debug", "log_relay_request": true, "log_chain_request": true, "log_chain_response": true}),
-    );
+    let mut stack =
+        Stack::new("logs", 1_000, json!({"log_level": "*:debug", "log_relay_request": true, "log_chain_request": true, "log_chain_response": true}));
     // log_level from the config (RUST_LOG unset), then RUST_LOG=trace overriding it.
     stack.start_meshd_with(&[], &[("RUST_LOG", None)]);
     let agent = agent(Duration::from_secs(5));

@@ -36,8 +36,7 @@ impl Gateway {
         let dir = temp_dir(&format!("sm-{name}"));
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
         section["listen"] = json!(listen.to_string());
-        let api =
-            section.get("v2_api_nodes").map(|_| format!("127.0.0.1:{}", free_port().unwrap()).parse::<SocketAddr>().unwrap());
+        let api = section.get("v2_api_nodes").map(|_| format!("127.0.0.1:{}", free_port().unwrap()).parse::<SocketAddr>().unwrap());
         if let Some(a) = api {
             section["api_listen"] = json!(a.to_string());
         }
@@ -99,11 +98,7 @@ impl Gateway {
 
     /// Wait until the gateway's probes have seen `want` ("ready", "down", "not_synced") for node `i`.
     fn wait_state(&self, i: usize, want: &str) {
-        assert!(
-            wait_until(Duration::from_secs(10), || self.stats()["nodes"][i]["state"] == want),
-            "node {i} never became {want}: {}",
-            self.stats()
-        );
+        assert!(wait_until(Duration::from_secs(10), || self.stats()["nodes"][i]["state"] == want), "node {i} never became {want}: {}", self.stats());
     }
 
     /// The Prometheus exposition of this meshd.
@@ -158,7 +153,8 @@ fn node(synced: bool) -> NodeServiceSim {
 }
 
 fn section(nodes: &[&NodeServiceSim], extra: Value) -> Value {
-    let mut s = json!({"nodes": nodes.iter().map(|n| n.url()).collect::<Vec<_>>(), "health_interval": 1, "request_timeout": 5000, "publish_retry_wait_max": 2000});
+    let mut s =
+        json!({"nodes": nodes.iter().map(|n| n.url()).collect::<Vec<_>>(), "health_interval": 1, "request_timeout": 5000, "publish_retry_wait_max": 2000});
     for (k, v) in extra.as_object().unwrap() {
         s[k] = v.clone();
     }
@@ -306,12 +302,7 @@ fn a_publish_no_node_takes_within_publish_max_age_expires() {
     let raw_atx = b"\x05an atx nobody takes".to_vec();
     let (status, h, _) = post(&gw.url("/publish/ax1"), "application/octet-stream", &raw_atx);
     assert_eq!((status, header(&h, "x-meshd-publish")), (200, Some("queued")));
-    assert!(
-        wait_until(Duration::from_secs(10), || gw.stats()["publishes"]["stored"]["expired"] == 1),
-        "not expired: {}\n{}",
-        gw.stats(),
-        gw.log_tail()
-    );
+    assert!(wait_until(Duration::from_secs(10), || gw.stats()["publishes"]["stored"]["expired"] == 1), "not expired: {}\n{}", gw.stats(), gw.log_tail());
     let stats = gw.stats();
     assert_eq!(stats["publishes"]["expired"], 1);
     assert_eq!(stats["publishes"]["stored"]["pending"], 0);
@@ -402,11 +393,7 @@ fn hare_calls_fail_over_within_one_retry() {
     gw.wait_state(1, "ready");
     let round = "/hare/round_template/1000/0/1";
     assert_eq!(get(&gw.url(round)).0, 200);
-    assert_eq!(
-        (a.stats().route("GET /hare/round_template"), b.stats().route("GET /hare/round_template")),
-        (1, 0),
-        "node A is sticky"
-    );
+    assert_eq!((a.stats().route("GET /hare/round_template"), b.stats().route("GET /hare/round_template")), (1, 0), "node A is sticky");
 
     a.set_synced(false);
     let msg = b"signed hare message".to_vec();
@@ -556,8 +543,7 @@ fn v2_proxy_rewrites_host_fails_over_and_sets_cors() {
     assert_eq!(s, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["status"], "SYNC_STATUS_SYNCED");
-    let acao: Vec<&str> =
-        h.iter().filter(|(k, _)| k.eq_ignore_ascii_case("access-control-allow-origin")).map(|(_, v)| v.as_str()).collect();
+    let acao: Vec<&str> = h.iter().filter(|(k, _)| k.eq_ignore_ascii_case("access-control-allow-origin")).map(|(_, v)| v.as_str()).collect();
     assert_eq!(acao, vec!["*"], "one allow-all origin, the upstream's own dropped");
     assert_eq!(header(&h, "access-control-allow-credentials"), None);
     assert_eq!(header(&h, "access-control-allow-methods"), Some("GET, POST, PUT, DELETE, OPTIONS, HEAD"));
@@ -730,31 +716,18 @@ run();
     let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&output.stdout);
     // Only the <pre> the script fills counts (the script's source is in the DOM too).
-    let out = dom
-        .split_once("<pre id=\"out\">")
-        .and_then(|(_, rest)| rest.split_once("</pre>"))
-        .map(|(text, _)| text.to_string())
-        .unwrap_or_default();
+    let out = dom.split_once("<pre id=\"out\">").and_then(|(_, rest)| rest.split_once("</pre>")).map(|(text, _)| text.to_string()).unwrap_or_default();
     println!("page result:\n{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
-        vec![
-            "GET 200 SYNC_STATUS_SYNCED final=/spacemesh.v2beta1.NodeService/Status",
-            "POST 200 limit=100",
-            "NOCORS blocked",
-            "DONE",
-        ],
+        vec!["GET 200 SYNC_STATUS_SYNCED final=/spacemesh.v2beta1.NodeService/Status", "POST 200 limit=100", "NOCORS blocked", "DONE",],
         "DOM:\n{dom}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let upstream = j1.stats();
     assert_eq!(upstream.route("POST /spacemesh.v2alpha1.RewardService/List"), 1);
-    assert!(
-        !upstream.by_route.keys().any(|k| k.starts_with("OPTIONS")),
-        "the preflight was answered by meshd: {:?}",
-        upstream.by_route
-    );
+    assert!(!upstream.by_route.keys().any(|k| k.starts_with("OPTIONS")), "the preflight was answered by meshd: {:?}", upstream.by_route);
     // The control request did reach the node service; the browser refused to hand it over.
     assert_eq!(a.stats().route("GET /weights/total"), 1);
 }

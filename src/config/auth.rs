@@ -31,11 +31,9 @@ pub fn read_token(path: &Path) -> Result<Option<String>, ConfigError> {
     match value {
         // A control character (newline, NUL, …) cannot travel in an HTTP header: the token would
         // fail on every call, or split the header. Refused here, naming the file.
-        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(ConfigError::at(
-            path,
-            "Value",
-            "contains a control character (newline, tab, NUL, …); a token must be printable text",
-        )),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Err(ConfigError::at(path, "Value", "contains a control character (newline, tab, NUL, …); a token must be printable text"))
+        }
         Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
         Some(Value::String(_)) => Err(ConfigError::at(path, "Value", "is empty; a token file must hold a token")),
         Some(_) => Err(ConfigError::at(path, "Value", "expected the token as a string")),
@@ -50,8 +48,7 @@ pub fn read_token(path: &Path) -> Result<Option<String>, ConfigError> {
 pub fn create_token(path: &Path) -> Result<String, ConfigError> {
     let token = random_token().map_err(|e| ConfigError::file(path, format!("cannot generate a token: {e}")))?;
     let body = serde_json::json!({ "Value": token, "Issued": rfc3339_utc_now() }).to_string();
-    write_atomic(path, body.as_bytes())
-        .map_err(|e| ConfigError::file(path, format!("cannot write token file: {e}")))?;
+    write_atomic(path, body.as_bytes()).map_err(|e| ConfigError::file(path, format!("cannot write token file: {e}")))?;
     Ok(token)
 }
 
@@ -83,8 +80,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     };
     std::fs::create_dir_all(dir)?;
     let file_name = path.file_name().ok_or_else(|| std::io::Error::other("path has no file name"))?;
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let tmp = dir.join(format!(".{}.tmp-{}-{nanos}", file_name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut opts = std::fs::OpenOptions::new();
@@ -124,8 +120,7 @@ mod tests {
     #[test]
     fn reads_go_and_lowercase_field_names() {
         let dir = TempDir::new("auth-read");
-        let p = dir
-            .write("a.json", r#"{"Value":"S6fvg51BOeUO89HafOhF6jPuT","Issued":"2022-09-29T00:00:00.000000000-00:00"}"#);
+        let p = dir.write("a.json", r#"{"Value":"S6fvg51BOeUO89HafOhF6jPuT","Issued":"2022-09-29T00:00:00.000000000-00:00"}"#);
         assert_eq!(read_token(&p).unwrap().as_deref(), Some("S6fvg51BOeUO89HafOhF6jPuT"));
         let p = dir.write("b.json", r#"{"value":"lower","issued":"x"}"#);
         assert_eq!(read_token(&p).unwrap().as_deref(), Some("lower"));

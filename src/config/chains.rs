@@ -208,13 +208,7 @@ pub fn parse_chain_names(json: &str, path: &Path) -> Result<BTreeMap<String, Str
                 Some(Value::String(s)) => s.clone(),
                 _ => return Err(ConfigError::at(path, format!("{id}.label"), "expected a label string")),
             },
-            other => {
-                return Err(ConfigError::at(
-                    path,
-                    id,
-                    format!("expected a name string or an object with a \"label\", got {}", super::show_value(other)),
-                ))
-            }
+            other => return Err(ConfigError::at(path, id, format!("expected a name string or an object with a \"label\", got {}", super::show_value(other)))),
         };
         names.insert(id, label);
     }
@@ -250,10 +244,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(chains.len(), 4);
-        assert_eq!(
-            chains[0],
-            Chain { id: "0021".into(), url: "http://127.0.0.1:8545".into(), urls: vec!["http://127.0.0.1:8545".into()], basic_auth: None }
-        );
+        assert_eq!(chains[0], Chain { id: "0021".into(), url: "http://127.0.0.1:8545".into(), urls: vec!["http://127.0.0.1:8545".into()], basic_auth: None });
         assert_eq!(chains[1].basic_auth, Some(("u".into(), "p".into())));
         assert_eq!(chains[1].url, "https://127.0.0.1:8546/rpc");
         assert_eq!(chains[2].basic_auth, None);
@@ -279,29 +270,15 @@ mod tests {
         err(&format!(r#"[{ok},{{"id":"0022","urls":["http://127.0.0.1:2","ftp://s3cret@h"]}}]"#), "[1].urls[1]", "http://");
         err(&format!(r#"[{ok},{{"id":"0021","url":"http://127.0.0.1:1"}}]"#), "[1].id", "already defined at [0]");
         err(r#"[{"id":"00a1","url":"http://127.0.0.1:1"},{"id":"00A1","url":"http://127.0.0.1:2"}]"#, "[1].id", "[0]");
+        err(&format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":"u:s3cret"}}]"#), "[1].basic_auth", "object");
         err(
-            &format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":"u:s3cret"}}]"#),
-            "[1].basic_auth",
-            "object",
-        );
-        err(
-            &format!(
-                r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":1,"password":"s3cret"}}}}]"#
-            ),
+            &format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":1,"password":"s3cret"}}}}]"#),
             "[1].basic_auth.username",
             "string",
         );
+        err(&format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u","password":5}}}}]"#), "[1].basic_auth.password", "string");
         err(
-            &format!(
-                r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u","password":5}}}}]"#
-            ),
-            "[1].basic_auth.password",
-            "string",
-        );
-        err(
-            &format!(
-                r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u","password":"s3cret\r\nX: 1"}}}}]"#
-            ),
+            &format!(r#"[{ok},{{"id":"0022","url":"http://127.0.0.1:1","basic_auth":{{"username":"u","password":"s3cret\r\nX: 1"}}}}]"#),
             "[1].basic_auth.password",
             "control character",
         );

@@ -44,12 +44,9 @@ impl std::fmt::Display for ReadError {
             ReadError::NotRegular { path, kind } => {
                 write!(f, "{}: refused: not a regular file (it is {kind}); meshd only reads regular files", path.display())
             }
-            ReadError::TooLarge { path, limit } => write!(
-                f,
-                "{}: refused: larger than the {} limit for this file ({limit} bytes)",
-                path.display(),
-                human(*limit)
-            ),
+            ReadError::TooLarge { path, limit } => {
+                write!(f, "{}: refused: larger than the {} limit for this file ({limit} bytes)", path.display(), human(*limit))
+            }
             ReadError::Io { path, message } => write!(f, "{}: cannot read: {message}", path.display()),
         }
     }
@@ -59,10 +56,9 @@ impl std::error::Error for ReadError {}
 impl From<ReadError> for ConfigError {
     fn from(e: ReadError) -> ConfigError {
         let (path, text) = match &e {
-            ReadError::NotFound { path }
-            | ReadError::NotRegular { path, .. }
-            | ReadError::TooLarge { path, .. }
-            | ReadError::Io { path, .. } => (path.clone(), e.to_string()),
+            ReadError::NotFound { path } | ReadError::NotRegular { path, .. } | ReadError::TooLarge { path, .. } | ReadError::Io { path, .. } => {
+                (path.clone(), e.to_string())
+            }
         };
         // The Display text starts with the path; ConfigError prints it itself.
         let prefix = format!("{}: ", path.display());

@@ -95,14 +95,8 @@ impl Parser<'_> {
             Some(_) => return Err(self.err(format!("[{i}].urls"), "expected an array of URL strings")),
         }
         if raw_urls.is_empty() {
-            let hint = if obj.contains_key("priv_key") {
-                " (entry [0] uses the current format; every entry must)"
-            } else {
-                ""
-            };
-            return Err(
-                self.err(format!("[{i}]"), format!("needs \"url\" (or \"urls\"): the servicer's base URL{hint}"))
-            );
+            let hint = if obj.contains_key("priv_key") { " (entry [0] uses the current format; every entry must)" } else { "" };
+            return Err(self.err(format!("[{i}]"), format!("needs \"url\" (or \"urls\"): the servicer's base URL{hint}")));
         }
 
         let mut urls: Vec<String> = Vec::new();
@@ -117,29 +111,18 @@ impl Parser<'_> {
             }
             // Two entries for one servicer would make it ambiguous which name/pool owns it.
             if let Some((_, first)) = self.urls.get(&url) {
-                return Err(self.err(
-                    at.clone(),
-                    format!("URL {url} is already used by {first}; list all of a servicer's keys in one entry"),
-                ));
+                return Err(self.err(at.clone(), format!("URL {url} is already used by {first}; list all of a servicer's keys in one entry")));
             }
             self.urls.insert(url.clone(), (self.nodes.len(), at.clone()));
             urls.push(url);
         }
 
         let keys = match obj.get("keys") {
-            Some(Value::Array(list)) if list.is_empty() => {
-                return Err(self.err(format!("[{i}].keys"), "must list at least one private key"))
-            }
+            Some(Value::Array(list)) if list.is_empty() => return Err(self.err(format!("[{i}].keys"), "must list at least one private key")),
             Some(Value::Array(list)) => list,
             None => {
-                let hint = if obj.contains_key("priv_key") {
-                    " (entry [0] uses the current format; every entry must)"
-                } else {
-                    ""
-                };
-                return Err(
-                    self.err(format!("[{i}].keys"), format!("missing: expected an array of hex private keys{hint}"))
-                );
+                let hint = if obj.contains_key("priv_key") { " (entry [0] uses the current format; every entry must)" } else { "" };
+                return Err(self.err(format!("[{i}].keys"), format!("missing: expected an array of hex private keys{hint}")));
             }
             Some(_) => return Err(self.err(format!("[{i}].keys"), "expected an array of hex private keys")),
         };
@@ -159,17 +142,11 @@ impl Parser<'_> {
         } else {
             ""
         };
-        let key_value = obj
-            .get("priv_key")
-            .ok_or_else(|| self.err(format!("[{i}].priv_key"), format!("missing: expected a hex private key{hint}")))?;
+        let key_value = obj.get("priv_key").ok_or_else(|| self.err(format!("[{i}].priv_key"), format!("missing: expected a hex private key{hint}")))?;
         let raw_url = match obj.get("servicer_url") {
             Some(Value::String(s)) => s,
             Some(_) => return Err(self.err(format!("[{i}].servicer_url"), "expected a URL string")),
-            None => {
-                return Err(
-                    self.err(format!("[{i}].servicer_url"), format!("missing: expected the servicer's URL{hint}"))
-                )
-            }
+            None => return Err(self.err(format!("[{i}].servicer_url"), format!("missing: expected the servicer's URL{hint}"))),
         };
         let (url, host) = checked_url(raw_url).map_err(|m| self.err(format!("[{i}].servicer_url"), m))?;
         let pair = self.key(format!("[{i}].priv_key"), key_value)?;
@@ -190,10 +167,7 @@ impl Parser<'_> {
         };
         let pair = KeyPair::from_hex(hex_key).map_err(|m| self.err(at.clone(), m))?;
         if let Some(first) = self.addresses.get(&pair.address_hex) {
-            return Err(self.err(
-                at,
-                format!("address {} is also listed at {first}; each address may appear only once", pair.address_hex),
-            ));
+            return Err(self.err(at, format!("address {} is also listed at {first}; each address may appear only once", pair.address_hex)));
         }
         self.addresses.insert(pair.address_hex.clone(), at);
         Ok(pair)
@@ -296,45 +270,17 @@ mod tests {
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","keys":["{good}x"]}}]"#), "[1].keys[0]", "");
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","keys":["{bad_pub}"]}}]"#), "[1].keys[0]", "");
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","keys":["abcd"]}}]"#), "[1].keys[0]", "");
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","keys":[5]}}]"#),
-            "[1].keys[0]",
-            "hex private key",
-        );
+        err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","keys":[5]}}]"#), "[1].keys[0]", "hex private key");
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","keys":[]}}]"#), "[1].keys", "at least one");
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}"}}]"#), "[1].keys", "missing");
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","keys":"{good}"}}]"#), "[1].keys", "array");
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"keys":["{}"]}}]"#, key_hex(4)), "[1]", "needs \"url\"");
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"ftp://h","keys":["{}"]}}]"#, key_hex(4)),
-            "[1].url",
-            "http://",
-        );
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"http://","keys":["{}"]}}]"#, key_hex(4)),
-            "[1].url",
-            "no host",
-        );
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":5,"keys":["{}"]}}]"#, key_hex(4)),
-            "[1].url",
-            "URL string",
-        );
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","urls":["x"],"keys":["{}"]}}]"#, key_hex(4)),
-            "[1].urls[0]",
-            "http://",
-        );
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","urls":"{v}","keys":["{}"]}}]"#, key_hex(4)),
-            "[1].urls",
-            "array",
-        );
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"name":7,"url":"{v}","keys":["{}"]}}]"#, key_hex(4)),
-            "[1].name",
-            "string",
-        );
+        err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"ftp://h","keys":["{}"]}}]"#, key_hex(4)), "[1].url", "http://");
+        err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"http://","keys":["{}"]}}]"#, key_hex(4)), "[1].url", "no host");
+        err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":5,"keys":["{}"]}}]"#, key_hex(4)), "[1].url", "URL string");
+        err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","urls":["x"],"keys":["{}"]}}]"#, key_hex(4)), "[1].urls[0]", "http://");
+        err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"url":"{v}","urls":"{v}","keys":["{}"]}}]"#, key_hex(4)), "[1].urls", "array");
+        err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},{{"name":7,"url":"{v}","keys":["{}"]}}]"#, key_hex(4)), "[1].name", "string");
         err(&format!(r#"[{{"url":"{u}","keys":["{good}"]}},"x"]"#), "[1]", "object");
     }
 
@@ -342,33 +288,13 @@ mod tests {
     fn fallback_errors() {
         let u = "http://127.0.0.1:8082";
         let k3 = key_hex(3);
-        err(
-            &format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"priv_key":"zz","servicer_url":"{u}"}}]"#),
-            "[1].priv_key",
-            "",
-        );
-        err(
-            &format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"servicer_url":"{u}"}}]"#),
-            "[1].priv_key",
-            "missing",
-        );
-        err(
-            &format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"priv_key":"{}"}}]"#, key_hex(4)),
-            "[1].servicer_url",
-            "missing",
-        );
+        err(&format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"priv_key":"zz","servicer_url":"{u}"}}]"#), "[1].priv_key", "");
+        err(&format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"servicer_url":"{u}"}}]"#), "[1].priv_key", "missing");
+        err(&format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"priv_key":"{}"}}]"#, key_hex(4)), "[1].servicer_url", "missing");
         err(&format!(r#"[{{"priv_key":"{k3}","servicer_url":"127.0.0.1:8082"}}]"#), "[0].servicer_url", "http://");
         // Mixing formats is rejected with a hint instead of being half-read.
-        err(
-            &format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"url":"{u}","keys":["{}"]}}]"#, key_hex(4)),
-            "[1].priv_key",
-            "fallback",
-        );
-        err(
-            &format!(r#"[{{"url":"{u}","keys":["{k3}"]}},{{"priv_key":"{}","servicer_url":"{u}"}}]"#, key_hex(4)),
-            "[1]",
-            "current format",
-        );
+        err(&format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"url":"{u}","keys":["{}"]}}]"#, key_hex(4)), "[1].priv_key", "fallback");
+        err(&format!(r#"[{{"url":"{u}","keys":["{k3}"]}},{{"priv_key":"{}","servicer_url":"{u}"}}]"#, key_hex(4)), "[1]", "current format");
     }
 
     #[test]
@@ -377,38 +303,22 @@ mod tests {
         let v = "http://127.0.0.1:8083";
         let k3 = key_hex(3);
         let e = err(
-            &format!(
-                r#"[{{"url":"{u}","keys":["{}","{k3}"]}},{{"url":"{v}","keys":["{}","{k3}"]}}]"#,
-                key_hex(4),
-                key_hex(5)
-            ),
+            &format!(r#"[{{"url":"{u}","keys":["{}","{k3}"]}},{{"url":"{v}","keys":["{}","{k3}"]}}]"#, key_hex(4), key_hex(5)),
             "[1].keys[1]",
             "[0].keys[1]",
         );
         assert!(e.message.contains(ADDR_03), "{e}");
         // Same key once as seed‖pub and once as seed only: same address, same entry.
         err(&format!(r#"[{{"url":"{u}","keys":["{k3}","{}"]}}]"#, &k3[..64]), "[0].keys[1]", "[0].keys[0]");
-        err(
-            &format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"priv_key":"{k3}","servicer_url":"{v}"}}]"#),
-            "[1].priv_key",
-            "[0].priv_key",
-        );
+        err(&format!(r#"[{{"priv_key":"{k3}","servicer_url":"{u}"}},{{"priv_key":"{k3}","servicer_url":"{v}"}}]"#), "[1].priv_key", "[0].priv_key");
     }
 
     #[test]
     fn duplicate_url_across_entries_is_ambiguous() {
         let u = "http://127.0.0.1:8082";
+        err(&format!(r#"[{{"url":"{u}","keys":["{}"]}},{{"url":"{u}/","keys":["{}"]}}]"#, key_hex(3), key_hex(4)), "[1].url", "[0].url");
         err(
-            &format!(r#"[{{"url":"{u}","keys":["{}"]}},{{"url":"{u}/","keys":["{}"]}}]"#, key_hex(3), key_hex(4)),
-            "[1].url",
-            "[0].url",
-        );
-        err(
-            &format!(
-                r#"[{{"url":"{u}","keys":["{}"]}},{{"url":"http://127.0.0.1:1","urls":["{u}"],"keys":["{}"]}}]"#,
-                key_hex(3),
-                key_hex(4)
-            ),
+            &format!(r#"[{{"url":"{u}","keys":["{}"]}},{{"url":"http://127.0.0.1:1","urls":["{u}"],"keys":["{}"]}}]"#, key_hex(3), key_hex(4)),
             "[1].urls[0]",
             "[0].url",
         );

@@ -106,11 +106,7 @@ pub fn find_config(data_dir: &Path, config_file: Option<&Path>) -> (Option<PathB
     // not silently skipped for the defaults.
     match (top.exists(), nested.exists()) {
         (true, true) => {
-            let w = format!(
-                "both {} and {} exist; using the first, the second is ignored",
-                top.display(),
-                nested.display()
-            );
+            let w = format!("both {} and {} exist; using the first, the second is ignored", top.display(), nested.display());
             (Some(top), Some(w))
         }
         (true, false) => (Some(top), None),
@@ -149,8 +145,7 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
             Settings::default()
         }
     };
-    let effective_dir =
-        if settings.data_dir.is_empty() { data_dir.to_path_buf() } else { PathBuf::from(&settings.data_dir) };
+    let effective_dir = if settings.data_dir.is_empty() { data_dir.to_path_buf() } else { PathBuf::from(&settings.data_dir) };
 
     // A Spacemesh-only host (gateway configured) may have no Pocket files at all: each missing
     // one leaves the relay side empty instead of failing the start.
@@ -190,18 +185,7 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
         }
     }
 
-    Ok(Loaded {
-        settings,
-        config_path,
-        data_dir: effective_dir,
-        nodes,
-        chains,
-        mesh_token,
-        servicer_token,
-        chain_names,
-        warnings,
-        spacemesh,
-    })
+    Ok(Loaded { settings, config_path, data_dir: effective_dir, nodes, chains, mesh_token, servicer_token, chain_names, warnings, spacemesh })
 }
 
 /// Human-readable summary for `meshd check-config`. Prints addresses, URLs and file paths;
@@ -218,16 +202,16 @@ pub fn describe(l: &Loaded) -> String {
     let _ = writeln!(out, "listen:       {}", join_host_port(&s.listen_address, &s.rpc_port));
     let _ = writeln!(out, "metrics port: {}", s.pocket_prometheus_port);
     let _ = writeln!(out, "log level:    {}", s.log_level);
-    let _ = writeln!(out, "relay queue:  {} (LMDB, map {} MiB, durability {})", l.resolve(&s.relay_queue_dir).display(), s.relay_queue_map_size, s.relay_durability);
-
-    let total: usize = l.nodes.iter().map(|n| n.keys.len()).sum();
     let _ = writeln!(
         out,
-        "keys file:    {} ({} nodes, {} addresses)",
-        l.resolve(&s.servicer_private_key_file).display(),
-        l.nodes.len(),
-        total
+        "relay queue:  {} (LMDB, map {} MiB, durability {})",
+        l.resolve(&s.relay_queue_dir).display(),
+        s.relay_queue_map_size,
+        s.relay_durability
     );
+
+    let total: usize = l.nodes.iter().map(|n| n.keys.len()).sum();
+    let _ = writeln!(out, "keys file:    {} ({} nodes, {} addresses)", l.resolve(&s.servicer_private_key_file).display(), l.nodes.len(), total);
     for n in &l.nodes {
         let _ = writeln!(out, "  node {}: {} ({} addresses)", n.name, n.urls.join(", "), n.keys.len());
         for k in &n.keys {
@@ -243,12 +227,7 @@ pub fn describe(l: &Loaded) -> String {
         let _ = writeln!(out, "  {}{}: {}  basic auth: {}", c.id, name, urls.join(", "), auth);
     }
     if !s.chains_name_map.is_empty() {
-        let _ = writeln!(
-            out,
-            "chain names:  {} ({} entries)",
-            l.resolve(&s.chains_name_map).display(),
-            l.chain_names.len()
-        );
+        let _ = writeln!(out, "chain names:  {} ({} entries)", l.resolve(&s.chains_name_map).display(), l.chain_names.len());
     }
     if !s.remote_chains_name_map.is_empty() {
         let _ = writeln!(out, "remote chain names: {}", redact_userinfo(&s.remote_chains_name_map));
@@ -418,10 +397,7 @@ mod tests {
         if let Some(rel) = config_rel {
             dir.write(rel, config);
         }
-        dir.write(
-            "key/key.json",
-            &format!(r#"[{{"name":"n1","url":"http://127.0.0.1:8082","keys":["{}"]}}]"#, key_hex(3)),
-        );
+        dir.write("key/key.json", &format!(r#"[{{"name":"n1","url":"http://127.0.0.1:8082","keys":["{}"]}}]"#, key_hex(3)));
         dir.write("chains.json", r#"[{"id":"0021","url":"http://127.0.0.1:8545"}]"#);
         dir.write("auth/servicer.json", r#"{"Value":"servicer-secret-token","Issued":"2024-01-01T00:00:00Z"}"#);
     }
@@ -648,16 +624,7 @@ mod tests {
         assert_eq!(check_http_url("HTTPS://node.example:443/v1?x#y").unwrap(), "node.example");
         assert_eq!(check_http_url("http://u:p@host").unwrap(), "host");
         assert_eq!(check_http_url("http://[::1]:8080/").unwrap(), "::1");
-        for bad in [
-            "ftp://x",
-            "127.0.0.1:8082",
-            "http://",
-            "http://:80",
-            "http://h:99999",
-            "http://h:x",
-            "http://h x",
-            "http://[::1",
-        ] {
+        for bad in ["ftp://x", "127.0.0.1:8082", "http://", "http://:80", "http://h:99999", "http://h:x", "http://h x", "http://[::1"] {
             assert!(check_http_url(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -381,10 +381,7 @@ impl Settings {
             return Err(ConfigError::at(
                 file,
                 "servicer_retry_wait_max",
-                format!(
-                    "must be at least servicer_retry_wait_min ({} ms), got {}",
-                    self.servicer_retry_wait_min, self.servicer_retry_wait_max
-                ),
+                format!("must be at least servicer_retry_wait_min ({} ms), got {}", self.servicer_retry_wait_min, self.servicer_retry_wait_max),
             ));
         }
         if self.rpc_port == self.pocket_prometheus_port && self.rpc_port != "0" {
@@ -475,10 +472,7 @@ fn check_text(text: Text, s: &str) -> Result<(), String> {
         Text::Path if s.is_empty() => Err("expected a non-empty file path".into()),
         Text::Path => Ok(()),
         Text::Port => s.parse::<u16>().map(|_| ()).map_err(|_| "expected a port number 0-65535 as a string".into()),
-        Text::Ip => s
-            .parse::<std::net::IpAddr>()
-            .map(|_| ())
-            .map_err(|_| "expected an IP address such as \"0.0.0.0\" or \"127.0.0.1\"".into()),
+        Text::Ip => s.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| "expected an IP address such as \"0.0.0.0\" or \"127.0.0.1\"".into()),
         Text::Strategy => match s {
             "balanced" | "eager" | "lazy" => Ok(()),
             _ => Err("expected \"balanced\", \"eager\" or \"lazy\"".into()),
@@ -552,12 +546,7 @@ mod tests {
         assert_eq!(d.rpc_port, "8081");
         assert_eq!(d.listen_address, "0.0.0.0");
         assert_eq!(
-            (
-                d.client_rpc_timeout,
-                d.client_rpc_read_timeout,
-                d.client_rpc_read_header_timeout,
-                d.client_rpc_write_timeout
-            ),
+            (d.client_rpc_timeout, d.client_rpc_read_timeout, d.client_rpc_read_header_timeout, d.client_rpc_write_timeout),
             (120_000, 60_000, 50_000, 90_000)
         );
         assert_eq!(d.client_rpc_max_bytes_size, 1_048_576);
@@ -727,10 +716,7 @@ mod tests {
         assert_eq!(e.file, file());
         assert_eq!(e.key.as_deref(), Some("chain_rpc_timeout"));
         assert_eq!(e.message, "expected a non-negative integer (milliseconds), got \"abc\"");
-        assert_eq!(
-            e.to_string(),
-            "/dd/config.json: chain_rpc_timeout: expected a non-negative integer (milliseconds), got \"abc\""
-        );
+        assert_eq!(e.to_string(), "/dd/config.json: chain_rpc_timeout: expected a non-negative integer (milliseconds), got \"abc\"");
 
         for (json, key, needle) in [
             (r#"{"node_check_interval":-1}"#, "node_check_interval", "(seconds), got -1"),
@@ -754,11 +740,7 @@ mod tests {
             (r#"{"rpc_port":""}"#, "rpc_port", "port number"),
             (r#"{"pocket_prometheus_port":"x"}"#, "pocket_prometheus_port", "port number"),
             (r#"{"listen_address":"localhost"}"#, "listen_address", "IP address"),
-            (
-                r#"{"servicer_worker_strategy":"fast"}"#,
-                "servicer_worker_strategy",
-                "\"balanced\", \"eager\" or \"lazy\"",
-            ),
+            (r#"{"servicer_worker_strategy":"fast"}"#, "servicer_worker_strategy", "\"balanced\", \"eager\" or \"lazy\""),
             (r#"{"session_storage_worker_strategy":"Lazy"}"#, "session_storage_worker_strategy", "\"lazy\""),
             (r#"{"metrics_worker_strategy":""}"#, "metrics_worker_strategy", "\"balanced\""),
             (r#"{"client_rpc_timeout":0}"#, "client_rpc_timeout", "greater than 0 (milliseconds)"),

@@ -82,58 +82,34 @@ fn parse(map: &Map<String, Value>, file: &Path) -> Result<(SpacemeshSettings, Ve
             "api_listen" => s.api_listen = Some(socket_addr(value).map_err(|m| err(key, format!("{m}, got {got}")))?),
             "nodes" => s.nodes = urls(value, file, "nodes")?,
             "v2_api_nodes" => s.v2_api_nodes = urls(value, file, "v2_api_nodes")?,
-            "json_cors_everywhere" => {
-                s.json_cors_everywhere = value.as_bool().ok_or_else(|| err(key, format!("expected true or false, got {got}")))?
-            }
-            "health_interval" => {
-                s.health_interval = positive(value, "seconds").map_err(|m| err(key, format!("{m}, got {got}")))?
-            }
-            "request_timeout" => {
-                s.request_timeout = positive(value, "milliseconds").map_err(|m| err(key, format!("{m}, got {got}")))?
-            }
-            "publish_retry_wait_max" => {
-                s.publish_retry_wait_max = positive(value, "milliseconds").map_err(|m| err(key, format!("{m}, got {got}")))?
-            }
+            "json_cors_everywhere" => s.json_cors_everywhere = value.as_bool().ok_or_else(|| err(key, format!("expected true or false, got {got}")))?,
+            "health_interval" => s.health_interval = positive(value, "seconds").map_err(|m| err(key, format!("{m}, got {got}")))?,
+            "request_timeout" => s.request_timeout = positive(value, "milliseconds").map_err(|m| err(key, format!("{m}, got {got}")))?,
+            "publish_retry_wait_max" => s.publish_retry_wait_max = positive(value, "milliseconds").map_err(|m| err(key, format!("{m}, got {got}")))?,
             "publish_max_age" => s.publish_max_age = positive(value, "seconds").map_err(|m| err(key, format!("{m}, got {got}")))?,
             "health_path" => match value.as_str() {
-                Some(p) if p.starts_with('/') && !p.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-                    s.health_path = p.to_string()
-                }
+                Some(p) if p.starts_with('/') && !p.chars().any(|c| c.is_whitespace() || c.is_control()) => s.health_path = p.to_string(),
                 _ => return Err(err(key, format!("expected a path starting with \"/\", e.g. \"/beacon/0\", got {got}"))),
             },
             _ => warnings.push(format!("{}: unknown key \"{KEY}.{key}\" ignored", file.display())),
         }
     }
     if s.nodes.is_empty() {
-        return Err(err(
-            "nodes",
-            "lists no node services; the gateway needs at least one URL such as \"http://127.0.0.1:9099\"".into(),
-        ));
+        return Err(err("nodes", "lists no node services; the gateway needs at least one URL such as \"http://127.0.0.1:9099\"".into()));
     }
     match (s.api_listen, s.v2_api_nodes.is_empty()) {
         (Some(_), true) => return Err(err("v2_api_nodes", "api_listen is set but v2_api_nodes lists no JSON API URL".into())),
-        (None, false) => {
-            return Err(err(
-                "api_listen",
-                "v2_api_nodes is set but api_listen is missing (where should the proxy listen?)".into(),
-            ))
-        }
+        (None, false) => return Err(err("api_listen", "v2_api_nodes is set but api_listen is missing (where should the proxy listen?)".into())),
         _ => {}
     }
     if s.api_listen == Some(s.listen) && s.listen.port() != 0 {
-        return Err(err(
-            "api_listen",
-            format!("must differ from spacemesh.listen ({}): both listeners cannot bind one port", s.listen),
-        ));
+        return Err(err("api_listen", format!("must differ from spacemesh.listen ({}): both listeners cannot bind one port", s.listen)));
     }
     Ok((s, warnings))
 }
 
 fn socket_addr(value: &Value) -> Result<SocketAddr, String> {
-    value
-        .as_str()
-        .and_then(|t| t.parse::<SocketAddr>().ok())
-        .ok_or_else(|| "expected \"IP:PORT\" such as \"127.0.0.1:9099\"".to_string())
+    value.as_str().and_then(|t| t.parse::<SocketAddr>().ok()).ok_or_else(|| "expected \"IP:PORT\" such as \"127.0.0.1:9099\"".to_string())
 }
 
 /// A positive duration in `unit` ("seconds" or "milliseconds"), at most
@@ -152,11 +128,7 @@ fn positive(value: &Value, unit: &str) -> Result<u64, String> {
 /// (a base path prefix is kept, as the Go client keeps it).
 fn urls(value: &Value, file: &Path, key: &str) -> Result<Vec<String>, ConfigError> {
     let Value::Array(items) = value else {
-        return Err(ConfigError::at(
-            file,
-            format!("{KEY}.{key}"),
-            format!("expected an array of URLs, got {}", super::show_value(value)),
-        ));
+        return Err(ConfigError::at(file, format!("{KEY}.{key}"), format!("expected an array of URLs, got {}", super::show_value(value))));
     };
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -235,11 +207,7 @@ mod tests {
         .unwrap();
         let s = s.unwrap();
         assert_eq!(s.listen, "127.0.0.1:19099".parse().unwrap());
-        assert_eq!(
-            s.nodes,
-            vec!["http://127.0.0.1:9099", "https://node-b.example:443/base"],
-            "trailing / dropped, base path kept"
-        );
+        assert_eq!(s.nodes, vec!["http://127.0.0.1:9099", "https://node-b.example:443/base"], "trailing / dropped, base path kept");
         assert_eq!(s.api_listen, Some("127.0.0.1:19071".parse().unwrap()));
         assert!(s.json_cors_everywhere);
         assert_eq!((s.health_interval, s.request_timeout, s.publish_retry_wait_max), (2, 5000, 30_000));
@@ -260,11 +228,7 @@ mod tests {
             (r#"{"spacemesh":{"nodes":["http://a:99999"]}}"#, "spacemesh.nodes[0]", "invalid port"),
             (r#"{"spacemesh":{"nodes":["http://a:1?x=1"]}}"#, "spacemesh.nodes[0]", "query"),
             (r#"{"spacemesh":{"nodes":["http://a"],"listen":"localhost:9099"}}"#, "spacemesh.listen", "IP:PORT"),
-            (
-                r#"{"spacemesh":{"nodes":["http://a"],"health_interval":0}}"#,
-                "spacemesh.health_interval",
-                "greater than 0 (seconds)",
-            ),
+            (r#"{"spacemesh":{"nodes":["http://a"],"health_interval":0}}"#, "spacemesh.health_interval", "greater than 0 (seconds)"),
             (r#"{"spacemesh":{"nodes":["http://a"],"request_timeout":"10s"}}"#, "spacemesh.request_timeout", "positive integer"),
             (
                 r#"{"spacemesh":{"nodes":["http://a"],"request_timeout":18446744073709551615}}"#,
@@ -276,17 +240,9 @@ mod tests {
                 "spacemesh.health_interval",
                 "out of range: valid is 1 to 2592000 (seconds)",
             ),
-            (
-                r#"{"spacemesh":{"nodes":["http://a"],"json_cors_everywhere":"yes"}}"#,
-                "spacemesh.json_cors_everywhere",
-                "true or false",
-            ),
+            (r#"{"spacemesh":{"nodes":["http://a"],"json_cors_everywhere":"yes"}}"#, "spacemesh.json_cors_everywhere", "true or false"),
             (r#"{"spacemesh":{"nodes":["http://a"],"health_path":"beacon"}}"#, "spacemesh.health_path", "starting with"),
-            (
-                r#"{"spacemesh":{"nodes":["http://a"],"api_listen":"127.0.0.1:9071"}}"#,
-                "spacemesh.v2_api_nodes",
-                "lists no JSON API",
-            ),
+            (r#"{"spacemesh":{"nodes":["http://a"],"api_listen":"127.0.0.1:9071"}}"#, "spacemesh.v2_api_nodes", "lists no JSON API"),
             (r#"{"spacemesh":{"nodes":["http://a"],"v2_api_nodes":["http://b"]}}"#, "spacemesh.api_listen", "missing"),
             (
                 r#"{"spacemesh":{"nodes":["http://a"],"listen":"127.0.0.1:9","api_listen":"127.0.0.1:9","v2_api_nodes":["http://b"]}}"#,

@@ -155,13 +155,18 @@ pub enum ClientError {
     Timeout,
     /// The connection broke mid-request.
     Io(String),
-    BodyTooLarge { limit: u64 },
+    BodyTooLarge {
+        limit: u64,
+    },
 }
 
 impl ClientError {
     /// The upstream never saw the request, so trying another upstream (or again) is safe.
     pub fn not_sent(&self) -> bool {
-        matches!(self, ClientError::InvalidUrl(_) | ClientError::InvalidRequest(_) | ClientError::Connect(_) | ClientError::ConnectTimeout | ClientError::Tls(_))
+        matches!(
+            self,
+            ClientError::InvalidUrl(_) | ClientError::InvalidRequest(_) | ClientError::Connect(_) | ClientError::ConnectTimeout | ClientError::Tls(_)
+        )
     }
 }
 
@@ -875,7 +880,15 @@ mod tests {
         let server = ok_server();
         let (ex, client) = client();
         run(ex, async {
-            let calls: Vec<_> = (0..3).map(|_| ex.spawn({ let c = client.clone(); let url = server.url("/"); async move { c.send(Outgoing::new("GET", &url)).await } })).collect();
+            let calls: Vec<_> = (0..3)
+                .map(|_| {
+                    ex.spawn({
+                        let c = client.clone();
+                        let url = server.url("/");
+                        async move { c.send(Outgoing::new("GET", &url)).await }
+                    })
+                })
+                .collect();
             for call in calls {
                 assert_eq!(call.await.unwrap().status, 200);
             }
@@ -891,7 +904,15 @@ mod tests {
         settings.max_idle_per_host = 2;
         let (ex, client) = client_with(settings);
         run(ex, async {
-            let calls: Vec<_> = (0..4).map(|_| ex.spawn({ let c = client.clone(); let url = server.url("/"); async move { c.send(Outgoing::new("GET", &url)).await } })).collect();
+            let calls: Vec<_> = (0..4)
+                .map(|_| {
+                    ex.spawn({
+                        let c = client.clone();
+                        let url = server.url("/");
+                        async move { c.send(Outgoing::new("GET", &url)).await }
+                    })
+                })
+                .collect();
             for call in calls {
                 call.await.unwrap();
             }
@@ -1025,7 +1046,8 @@ mod tests {
 
     #[test]
     fn chunked_answer_is_assembled_and_connection_reused() {
-        let server = serve(|_| b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n".to_vec());
+        let server =
+            serve(|_| b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n".to_vec());
         let (ex, client) = client();
         for _ in 0..2 {
             let answer = run(ex, client.send(Outgoing::new("GET", &server.url("/")))).unwrap();

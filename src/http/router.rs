@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::relay::chain::ChainCall;
-use crate::protocol::{gojson, Payload};
-use crate::ops::{private_api, proxy};
-use crate::relay::service as relay_service;
-use crate::http::server::{Request, Response};
 use crate::http::reply::{http_error, Reply};
+use crate::http::server::{Request, Response};
+use crate::ops::{private_api, proxy};
+use crate::protocol::{gojson, Payload};
+use crate::relay::chain::ChainCall;
+use crate::relay::service as relay_service;
 
 /// Answer one request of the relay listener (its body already read within
 /// `client_rpc_max_bytes_size` by the server).

@@ -234,13 +234,7 @@ impl Conn {
 
 impl Server {
     /// Bind `addr` and serve it on `ex` until closed.
-    pub fn bind<'a>(
-        name: &'static str,
-        addr: &str,
-        limits: Limits,
-        ex: &'a smol::LocalExecutor<'a>,
-        handler: Handler,
-    ) -> Result<Server, BindError> {
+    pub fn bind<'a>(name: &'static str, addr: &str, limits: Limits, ex: &'a smol::LocalExecutor<'a>, handler: Handler) -> Result<Server, BindError> {
         let parsed: SocketAddr = match addr.parse() {
             Ok(a) => a,
             Err(_) => {
@@ -254,13 +248,7 @@ impl Server {
     }
 
     /// Serve an already bound socket.
-    pub fn serve<'a>(
-        name: &'static str,
-        socket: TcpListener,
-        limits: Limits,
-        ex: &'a smol::LocalExecutor<'a>,
-        handler: Handler,
-    ) -> io::Result<Server> {
+    pub fn serve<'a>(name: &'static str, socket: TcpListener, limits: Limits, ex: &'a smol::LocalExecutor<'a>, handler: Handler) -> io::Result<Server> {
         let addr = socket.local_addr()?;
         let listener = Async::new(socket)?;
         let stats = Arc::new(ListenerStats { name, ..ListenerStats::default() });
@@ -369,7 +357,11 @@ async fn accept_loop<'a>(listener: Async<TcpListener>, shared: Rc<Shared>, ex: &
                 set_paused(&shared, true);
                 evict_oldest_idle(&shared);
                 if exhausted_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    log::error!("event=accept_failed listener={} addr={} error={e} (descriptors exhausted; retrying)", shared.stats.name, listener.get_ref().local_addr().map(|a| a.to_string()).unwrap_or_default());
+                    log::error!(
+                        "event=accept_failed listener={} addr={} error={e} (descriptors exhausted; retrying)",
+                        shared.stats.name,
+                        listener.get_ref().local_addr().map(|a| a.to_string()).unwrap_or_default()
+                    );
                     exhausted_logged = Some(Instant::now());
                 }
                 Timer::after(backoff).await;
@@ -417,10 +409,11 @@ async fn admit(shared: &Shared) -> bool {
         if shared.closing.get() || shared.conns.borrow().len() < shared.limits.max_connections {
             continue;
         }
-        listener.or(async {
-            Timer::after(EVICTION_GRACE / 2).await;
-        })
-        .await;
+        listener
+            .or(async {
+                Timer::after(EVICTION_GRACE / 2).await;
+            })
+            .await;
     }
 }
 
@@ -432,10 +425,8 @@ const EVICTION_GRACE: Duration = Duration::from_millis(200);
 /// [`EVICTION_GRACE`]); false if none qualifies.
 fn evict_oldest_idle(shared: &Shared) -> bool {
     let conns = shared.conns.borrow();
-    let oldest = conns
-        .values()
-        .filter(|c| c.busy.get() == 0 && !c.closed.get() && c.idle_since.get().elapsed() >= EVICTION_GRACE)
-        .min_by_key(|c| c.idle_since.get());
+    let oldest =
+        conns.values().filter(|c| c.busy.get() == 0 && !c.closed.get() && c.idle_since.get().elapsed() >= EVICTION_GRACE).min_by_key(|c| c.idle_since.get());
     match oldest {
         Some(conn) => {
             conn.close();
@@ -457,13 +448,8 @@ fn spawn_connection<'a>(stream: Async<TcpStream>, peer: SocketAddr, shared: &Rc<
     let _ = stream.get_ref().set_nodelay(true);
     let id = shared.next_id.get();
     shared.next_id.set(id + 1);
-    let conn = Rc::new(Conn {
-        busy: Cell::new(0),
-        idle_since: Cell::new(Instant::now()),
-        closed: Cell::new(false),
-        draining: Cell::new(false),
-        close: Event::new(),
-    });
+    let conn =
+        Rc::new(Conn { busy: Cell::new(0), idle_since: Cell::new(Instant::now()), closed: Cell::new(false), draining: Cell::new(false), close: Event::new() });
     shared.conns.borrow_mut().insert(id, conn.clone());
     shared.stats.open.store(shared.conns.borrow().len(), Ordering::Relaxed);
     let shared = shared.clone();
@@ -566,11 +552,7 @@ async fn answer(request: hyper::Request<Incoming>, peer: SocketAddr, shared: &Sh
             return closing(Response::text(408, "request body not received in time\n"));
         }
     };
-    let headers = head
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
+    let headers = head.headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
     let target = head.uri.path_and_query().map_or_else(|| head.uri.path().to_string(), |pq| pq.as_str().to_string());
     let request = Request { method: head.method.as_str().to_ascii_uppercase(), target, headers, peer, body };
     to_hyper((shared.handler)(request).await)

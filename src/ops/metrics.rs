@@ -361,12 +361,7 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
             gauge(&mut out, "meshd_queue_proofs", "Proofs in the duplicate index.", q.proofs as f64);
             gauge(&mut out, "meshd_queue_used_bytes", "Bytes the queue databases use in the LMDB map.", q.used_bytes as f64);
             gauge(&mut out, "meshd_queue_map_bytes", "Size of the LMDB map (relay_queue_map_size).", q.map_bytes as f64);
-            gauge(
-                &mut out,
-                "meshd_queue_admission_limit_bytes",
-                "New relays are refused with 503 above this many bytes used.",
-                q.admission_limit_bytes as f64,
-            );
+            gauge(&mut out, "meshd_queue_admission_limit_bytes", "New relays are refused with 503 above this many bytes used.", q.admission_limit_bytes as f64);
         }
         Err(e) => log::warn!("event=metrics_queue_stats_failed error={e:?}"),
     }
@@ -501,7 +496,12 @@ mod tests {
         assert!(out.contains("is_notify=\"true\""), "{out}");
         assert!(out.contains("status_type=\"bad_request\",status_code=\"74\",success=\"false\""), "{out}");
         assert!(out.contains("chain_name=\"0040\""), "unknown chains fall back to the id: {out}");
-        assert!(out.contains("pocketcore_geo_mesh_chain_time_count{moniker=\"geo \\\"mesh\\\"\",chain_id=\"0021\",chain_name=\"eth-mainnet\",status_code=\"200\"} 1\n"), "{out}");
+        assert!(
+            out.contains(
+                "pocketcore_geo_mesh_chain_time_count{moniker=\"geo \\\"mesh\\\"\",chain_id=\"0021\",chain_name=\"eth-mainnet\",status_code=\"200\"} 1\n"
+            ),
+            "{out}"
+        );
         assert_eq!(out.matches("# TYPE pocketcore_geo_mesh_relay_time histogram").count(), 1);
         assert_eq!(m.served_by(&servicer), 1);
     }

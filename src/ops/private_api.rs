@@ -19,10 +19,10 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use crate::app::App;
-use crate::relay::chain::ChainSet;
 use crate::config::chains::{chain_to_json, chains_to_json, parse_chains};
-use crate::http::server::Request;
 use crate::http::reply::{http_error, Reply};
+use crate::http::server::Request;
+use crate::relay::chain::ChainSet;
 
 pub const PREFIX: &str = "/v1/private/mesh/";
 

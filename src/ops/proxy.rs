@@ -16,10 +16,10 @@ use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::app::{App, Counters};
-use crate::servicer::fleet::Node;
 use crate::http::client::{Answer, Client, Outgoing};
-use crate::http::server::Request;
 use crate::http::reply::{http_error, Reply};
+use crate::http::server::Request;
+use crate::servicer::fleet::Node;
 
 /// Most nodes tried for one request.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -27,9 +27,34 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// Query routes the incumbent proxies (all `POST /v1/query/<name>`); any other `/v1/query/*`
 /// path is proxied as well, for routes newer servicers add.
 pub const QUERY_ROUTES: [&str; 28] = [
-    "account", "accounts", "accounttxs", "acl", "allparams", "app", "appparams", "apps", "balance", "block", "blocktxs",
-    "daoowner", "height", "node", "nodeclaim", "nodeclaims", "nodeparams", "nodes", "param", "pocketparams", "state",
-    "supply", "supportedchains", "tx", "upgrade", "signinginfo", "unconfirmedtxs", "unconfirmedtx",
+    "account",
+    "accounts",
+    "accounttxs",
+    "acl",
+    "allparams",
+    "app",
+    "appparams",
+    "apps",
+    "balance",
+    "block",
+    "blocktxs",
+    "daoowner",
+    "height",
+    "node",
+    "nodeclaim",
+    "nodeclaims",
+    "nodeparams",
+    "nodes",
+    "param",
+    "pocketparams",
+    "state",
+    "supply",
+    "supportedchains",
+    "tx",
+    "upgrade",
+    "signinginfo",
+    "unconfirmedtxs",
+    "unconfirmedtx",
 ];
 
 /// Whether `method path` is forwarded to a servicer.
@@ -62,8 +87,7 @@ const NOT_FORWARDED: [&str; 11] = [
 /// The headers sent to the servicer: the client's end-to-end headers, plus where the request
 /// came from. `Host` is not copied: the outgoing request carries the servicer's own.
 pub fn forwarded_headers(headers: &[(String, String)], client_ip: Option<String>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> =
-        headers.iter().filter(|(name, _)| !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))).cloned().collect();
+    let mut out: Vec<(String, String)> = headers.iter().filter(|(name, _)| !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))).cloned().collect();
     if let Some((_, host)) = headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("host")) {
         out.retain(|(name, _)| !name.eq_ignore_ascii_case("x-forwarded-host"));
         out.push(("X-Forwarded-Host".into(), host.clone()));

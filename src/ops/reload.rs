@@ -25,8 +25,8 @@ use event_listener::Event;
 use serde_json::{json, Value};
 
 use crate::app::{App, Counters};
-use crate::relay::chain::ChainSet;
 use crate::config::{chains, keys, Loaded};
+use crate::relay::chain::ChainSet;
 
 /// Requests a reload of keys and chains. `Send + Sync`: a signal thread may hold one.
 #[derive(Clone, Default)]
@@ -373,7 +373,8 @@ pub async fn reload_chains(app: &Rc<App>, trigger: &str) {
     {
         let reloader = &app.reload;
         let _guard = reloader.chains_lock().await;
-        match read_and_parse(&reloader.chains, &reloader.chains_path, trigger != "interval", chains::parse_chains, crate::config::file::CONFIG_FILE_LIMIT).await {
+        match read_and_parse(&reloader.chains, &reloader.chains_path, trigger != "interval", chains::parse_chains, crate::config::file::CONFIG_FILE_LIMIT).await
+        {
             Read::Unchanged | Read::StillBroken => {}
             Read::Broken(error, bytes) => {
                 let keeping = format!("the previous {} chains", app.chains().len());
@@ -395,8 +396,7 @@ pub async fn reload_chains(app: &Rc<App>, trigger: &str) {
                     let next = ChainSet::new(list, current.names.clone());
                     let added: Vec<&String> = next.ids.iter().filter(|id| !current.contains(id)).collect();
                     let removed: Vec<&String> = current.ids.iter().filter(|id| !next.contains(id)).collect();
-                    let changed: Vec<&String> =
-                        next.ids.iter().filter(|id| current.get(id).is_some_and(|c| Some(c) != next.get(id))).collect();
+                    let changed: Vec<&String> = next.ids.iter().filter(|id| current.get(id).is_some_and(|c| Some(c) != next.get(id))).collect();
                     let message = format!("{} chains; added {added:?}, removed {removed:?}, changed {changed:?}", next.len());
                     log::info!("event=chains_reloaded trigger={trigger} {message}");
                     Counters::inc(&app.counters.reloads);

@@ -17,10 +17,10 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::queue::StateQuery;
-use crate::relay::service::redact_url;
 use crate::http::reply::{http_error, Reply};
 use crate::ops::states::{parse_time, to_json, IdentityState};
+use crate::queue::StateQuery;
+use crate::relay::service::redact_url;
 
 const PAGE_HTML: &str = include_str!("status/status.html");
 const PAGE_JS: &str = include_str!("status/status.js");
@@ -172,8 +172,7 @@ async fn status(app: &App) -> Reply {
         .into_iter()
         .map(|(key, n)| (crate::protocol::address_of(&key), n))
         .collect();
-    let sessions: BTreeMap<[u8; 20], usize> =
-        app.sessions.ready_by_servicer().into_iter().map(|(key, n)| (crate::protocol::address_of(&key), n)).collect();
+    let sessions: BTreeMap<[u8; 20], usize> = app.sessions.ready_by_servicer().into_iter().map(|(key, n)| (crate::protocol::address_of(&key), n)).collect();
 
     let counters: serde_json::Map<String, Value> = app.counters.export().into_iter().map(|(name, _, v)| (name.to_string(), json!(v))).collect();
     let mut nodes = Vec::new();
@@ -247,7 +246,10 @@ mod tests {
         let q = parse_state_query("").unwrap();
         assert_eq!((q.limit, q.descending), (100, false));
         let a = "ab".repeat(20);
-        let q = parse_state_query(&format!("address={a}&state=SESSION_ACTIVE,3&state=dead_lettered&limit=5&order=desc&from=2024-11-18T12%3A39%3A18Z&to=1800000000")).unwrap();
+        let q = parse_state_query(&format!(
+            "address={a}&state=SESSION_ACTIVE,3&state=dead_lettered&limit=5&order=desc&from=2024-11-18T12%3A39%3A18Z&to=1800000000"
+        ))
+        .unwrap();
         assert_eq!(q.addresses.len(), 1);
         assert_eq!(q.states, [3u8, 8].into_iter().collect());
         assert_eq!((q.limit, q.descending), (5, true));
@@ -270,5 +272,4 @@ mod tests {
             assert!(e.contains(why), "{bad}: {e}");
         }
     }
-
 }

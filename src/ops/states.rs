@@ -280,7 +280,6 @@ pub fn to_json(r: &StateRecord) -> Value {
     Value::Object(out)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,12 +37,7 @@ impl PocketError {
     /// The Geo-Mesh wraps every failure as `sdk.ErrInternal(err.Error())`, so this string is what
     /// appears nested inside the outer code-1 message (see [`wrap_internal`]).
     pub fn go_error_string(&self) -> String {
-        format!(
-            "ERROR:\nCodespace: {}\nCode: {}\nMessage: {}\n",
-            self.codespace,
-            self.code,
-            go_quote(&self.message)
-        )
+        format!("ERROR:\nCodespace: {}\nCode: {}\nMessage: {}\n", self.codespace, self.code, go_quote(&self.message))
     }
 
     /// The `{"code","codespace","message"}` object as a real servicer's re-encoding prints it
@@ -257,12 +252,14 @@ pub(crate) fn go_is_print(c: char) -> bool {
         0x20..=0x7e => true,
         0x00..=0x1f | 0x7f..=0xa0 | 0xad => false,
         0xa1..=0xff => true,
-        _ => !(c.is_control()
-            || c.is_whitespace()
-            || matches!(u, 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb | 0xe0000..=0xe007f)
-            || (0xe000..=0xf8ff).contains(&u)
-            || (0xf0000..).contains(&u)
-            || u & 0xfffe == 0xfffe),
+        _ => {
+            !(c.is_control()
+                || c.is_whitespace()
+                || matches!(u, 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb | 0xe0000..=0xe007f)
+                || (0xe000..=0xf8ff).contains(&u)
+                || (0xf0000..).contains(&u)
+                || u & 0xfffe == 0xfffe)
+        }
     }
 }
 
@@ -326,24 +323,14 @@ mod tests {
 
     #[test]
     fn go_error_string_and_mesh_wrapping() {
-        assert_eq!(
-            invalid_block_height().go_error_string(),
-            "ERROR:\nCodespace: pocketcore\nCode: 60\nMessage: \"the block height passed is invalid\"\n"
-        );
+        assert_eq!(invalid_block_height().go_error_string(), "ERROR:\nCodespace: pocketcore\nCode: 60\nMessage: \"the block height passed is invalid\"\n");
         let wrapped = wrap_internal(&invalid_block_height());
         assert_eq!((wrapped.codespace, wrapped.code), ("sdk", 1));
-        assert_eq!(
-            wrapped.message,
-            "ERROR:\nCodespace: pocketcore\nCode: 60\nMessage: \"the block height passed is invalid\"\n"
-        );
+        assert_eq!(wrapped.message, "ERROR:\nCodespace: pocketcore\nCode: 60\nMessage: \"the block height passed is invalid\"\n");
         // The Geo-Mesh wire error (pocket-geo-mesh.md §1.1) quotes the inner error once more.
         let mesh = mesh_error(&invalid_block_height());
         assert_eq!((mesh.codespace, mesh.code), ("sdk", 1));
-        assert!(
-            mesh.message.starts_with("ERROR:\nCodespace: sdk\nCode: 1\nMessage: \"ERROR:\\nCodespace: pocketcore\\nCode: 60\\n"),
-            "{}",
-            mesh.message
-        );
+        assert!(mesh.message.starts_with("ERROR:\nCodespace: sdk\nCode: 1\nMessage: \"ERROR:\\nCodespace: pocketcore\\nCode: 60\\n"), "{}", mesh.message);
         assert_eq!(
             mesh.message,
             "ERROR:\nCodespace: sdk\nCode: 1\nMessage: \"ERROR:\\nCodespace: pocketcore\\nCode: 60\\nMessage: \\\"the block height passed is invalid\\\"\\n\"\n"

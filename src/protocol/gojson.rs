@@ -383,8 +383,30 @@ mod tests {
 
     fn random_string(rng: &mut Rng) -> String {
         const SPECIAL: &[char] = &[
-            '<', '>', '&', '"', '\\', '/', '\n', '\r', '\t', '\u{8}', '\u{c}', '\u{0}', '\u{1f}', '\u{7f}',
-            '\u{2028}', '\u{2029}', '\u{2027}', '\u{202a}', 'é', '€', '😀', '\u{fffd}', '\u{80}', '\u{10ffff}',
+            '<',
+            '>',
+            '&',
+            '"',
+            '\\',
+            '/',
+            '\n',
+            '\r',
+            '\t',
+            '\u{8}',
+            '\u{c}',
+            '\u{0}',
+            '\u{1f}',
+            '\u{7f}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{2027}',
+            '\u{202a}',
+            'é',
+            '€',
+            '😀',
+            '\u{fffd}',
+            '\u{80}',
+            '\u{10ffff}',
         ];
         let len = rng.below(24) as usize;
         (0..len)
@@ -465,11 +487,9 @@ mod tests {
             // Numbers are float64 on the Go side, so compare through f64.
             let as_f64 = |v: &Value| -> Value {
                 match v {
-                    Value::Object(m) => Value::Object(
-                        m.iter()
-                            .map(|(k, x)| (k.clone(), x.as_number().map_or(x.clone(), |n| Value::from(n.as_f64().unwrap()))))
-                            .collect(),
-                    ),
+                    Value::Object(m) => {
+                        Value::Object(m.iter().map(|(k, x)| (k.clone(), x.as_number().map_or(x.clone(), |n| Value::from(n.as_f64().unwrap())))).collect())
+                    }
                     other => other.clone(),
                 }
             };

@@ -19,9 +19,7 @@ impl KeyPair {
     pub fn from_hex(hex_key: &str) -> Result<KeyPair, String> {
         let len = hex_key.len();
         if len != 128 && len != 64 {
-            return Err(format!(
-                "private key has {len} characters; expected 128 hex (seed+public key) or 64 hex (seed)"
-            ));
+            return Err(format!("private key has {len} characters; expected 128 hex (seed+public key) or 64 hex (seed)"));
         }
         // Report only the position of a bad character: the character itself is key material.
         if let Some(pos) = hex_key.bytes().position(|b| !b.is_ascii_hexdigit()) {
@@ -156,12 +154,9 @@ mod tests {
         let mut wrong_pub = good.clone();
         wrong_pub.replace_range(127.., if good.ends_with('0') { "1" } else { "0" });
         let bad_char = format!("{}zz{}", &good[..10], &good[12..]);
-        for (input, needle) in [
-            (wrong_pub.as_str(), "does not match"),
-            (bad_char.as_str(), "position 10"),
-            (&good[..100], "100 characters"),
-            ("", "0 characters"),
-        ] {
+        for (input, needle) in
+            [(wrong_pub.as_str(), "does not match"), (bad_char.as_str(), "position 10"), (&good[..100], "100 characters"), ("", "0 characters")]
+        {
             let err = KeyPair::from_hex(input).unwrap_err();
             assert!(err.contains(needle), "{err}");
             // No 8+ char run of the key appears in the message.

@@ -195,8 +195,7 @@ impl Aat {
         }
         pub_key_verification(&self.client_pub_key).map_err(|e| e.go_error_string())?;
         // Any signature failure (hex, length, verification) collapses to one message in Go.
-        signature_verification(&self.app_pub_key, &self.hash(), &self.signature)
-            .map_err(|_| errors::AAT_SIGNATURE_INVALID.to_string())
+        signature_verification(&self.app_pub_key, &self.hash(), &self.signature).map_err(|_| errors::AAT_SIGNATURE_INVALID.to_string())
     }
 }
 
@@ -462,19 +461,11 @@ mod tests {
         let nock = Relay::from_json(v::NOCK_RELAY.as_bytes()).unwrap();
         assert_eq!(nock.proof.aat.hash_hex(), v::NOCK_AAT_HASH);
         nock.proof.aat.validate().unwrap();
-        let spec = Aat {
-            version: "0.0.1".into(),
-            app_pub_key: v::SPEC_AAT_KEY.into(),
-            client_pub_key: v::SPEC_AAT_KEY.into(),
-            signature: v::SPEC_AAT_SIG.into(),
-        };
+        let spec =
+            Aat { version: "0.0.1".into(), app_pub_key: v::SPEC_AAT_KEY.into(), client_pub_key: v::SPEC_AAT_KEY.into(), signature: v::SPEC_AAT_SIG.into() };
         spec.validate().unwrap();
-        let from = Aat {
-            version: "0.0.1".into(),
-            app_pub_key: v::NOCK_APP_PUB.into(),
-            client_pub_key: v::NOCK_CLIENT_PUB.into(),
-            signature: v::NOCK_FROM_SIG.into(),
-        };
+        let from =
+            Aat { version: "0.0.1".into(), app_pub_key: v::NOCK_APP_PUB.into(), client_pub_key: v::NOCK_CLIENT_PUB.into(), signature: v::NOCK_FROM_SIG.into() };
         from.validate().unwrap();
     }
 
@@ -570,7 +561,11 @@ mod tests {
             (fail(|p| p.entropy += 1), 41, "the signature could not be verified with the message and pub key".into()),
             (fail(|p| p.session_block_height += 4), 41, "the signature could not be verified with the message and pub key".into()),
             (fail(|p| p.blockchain = "0022".into()), 41, "the signature could not be verified with the message and pub key".into()),
-            (fail(|p| p.servicer_pub_key = KeyPair::from_seed(&[4; 32]).public_hex), 41, "the signature could not be verified with the message and pub key".into()),
+            (
+                fail(|p| p.servicer_pub_key = KeyPair::from_seed(&[4; 32]).public_hex),
+                41,
+                "the signature could not be verified with the message and pub key".into(),
+            ),
             (fail(|p| p.request_hash.replace_range(0..1, "0")), 41, "the signature could not be verified with the message and pub key".into()),
         ];
         for (i, (err, code, message)) in cases.into_iter().enumerate() {
@@ -581,12 +576,55 @@ mod tests {
     #[test]
     fn validate_basic_checks_in_servicer_order() {
         // With several faults, the earliest check in §4 rows 12–18 reports.
-        assert_eq!(fail(|p| { p.session_block_height = 0; p.servicer_pub_key.clear(); p.entropy = -1 }).code, 60);
-        assert_eq!(fail(|p| { p.servicer_pub_key.clear(); p.blockchain.clear() }).code, 42);
-        assert_eq!(fail(|p| { p.blockchain.clear(); p.request_hash = "zz".into() }).code, 23);
-        assert_eq!(fail(|p| { p.request_hash.clear(); p.entropy = -1 }).code, 23);
-        assert_eq!(fail(|p| { p.entropy = -1; p.aat.version.clear() }).code, 29);
-        assert_eq!(fail(|p| { p.aat.version.clear(); p.signature.clear() }).code, 4);
+        assert_eq!(
+            fail(|p| {
+                p.session_block_height = 0;
+                p.servicer_pub_key.clear();
+                p.entropy = -1
+            })
+            .code,
+            60
+        );
+        assert_eq!(
+            fail(|p| {
+                p.servicer_pub_key.clear();
+                p.blockchain.clear()
+            })
+            .code,
+            42
+        );
+        assert_eq!(
+            fail(|p| {
+                p.blockchain.clear();
+                p.request_hash = "zz".into()
+            })
+            .code,
+            23
+        );
+        assert_eq!(
+            fail(|p| {
+                p.request_hash.clear();
+                p.entropy = -1
+            })
+            .code,
+            23
+        );
+        assert_eq!(
+            fail(|p| {
+                p.entropy = -1;
+                p.aat.version.clear()
+            })
+            .code,
+            29
+        );
+        assert_eq!(
+            fail(|p| {
+                p.aat.version.clear();
+                p.signature.clear()
+            })
+            .code,
+            4
+        );
         // Uppercase hex is accepted by Go's decoder for formats, but the strings are hashed as sent,
         // so the client signature no longer matches.
         assert_eq!(fail(|p| p.request_hash = p.request_hash.to_uppercase()).code, 41);

@@ -43,10 +43,13 @@ pub const NOCK_AAT_HASH: &str = "942d3a42f73075a7cd984082627d80832b82d8ef6253267
 
 // §6.3 — pocket-core doc/specs/rpc-spec.yaml `/client/relay` example AAT (app = client key).
 pub const SPEC_AAT_KEY: &str = "81068fcc400b476a332b1dcd17943cb05ffd4a3a030c6309de9bf02d8d91cd70";
-pub const SPEC_AAT_SIG: &str = "c5923bd5a663d7bb3c990504a98008e4d32ab7c57a8689d9a494fa29274b497396cbffa9523a7acf8cdff8227b96a8bb3e2e1c1b008de32041aa86c68d0f2b08";
+pub const SPEC_AAT_SIG: &str =
+    "c5923bd5a663d7bb3c990504a98008e4d32ab7c57a8689d9a494fa29274b497396cbffa9523a7acf8cdff8227b96a8bb3e2e1c1b008de32041aa86c68d0f2b08";
 
 // §6.3 — nock-util app key and `PocketAAT.from("0.0.1", client, app)` signature.
-pub const NOCK_APP_PRIV: &str = "15f53145bfa6efdde6e65ce5ebfd330ac0a2591ae451a8a03ace99eff894b9eed9c7f275388ca1f87900945dba7f3a90fa9bba78f158c070aa12e3eccf53a2eb";
+pub const NOCK_APP_PRIV: &str =
+    "15f53145bfa6efdde6e65ce5ebfd330ac0a2591ae451a8a03ace99eff894b9eed9c7f275388ca1f87900945dba7f3a90fa9bba78f158c070aa12e3eccf53a2eb";
 pub const NOCK_APP_PUB: &str = "d9c7f275388ca1f87900945dba7f3a90fa9bba78f158c070aa12e3eccf53a2eb";
 pub const NOCK_CLIENT_PUB: &str = "f6d04ee2490e85f3f9ade95b80948816bd9b2986d5554aae347e7d21d93b6fb5";
-pub const NOCK_FROM_SIG: &str = "af3312f11ff31fd6377bea395e67091773ed1009207c64147ca2ad5e43294de325ec49506ab2bf450a6cb8c56ebf7933766d0ee6b5a95ed1659acf80e492ee0b";
+pub const NOCK_FROM_SIG: &str =
+    "af3312f11ff31fd6377bea395e67091773ed1009207c64147ca2ad5e43294de325ec49506ab2bf450a6cb8c56ebf7933766d0ee6b5a95ed1659acf80e492ee0b";

@@ -39,13 +39,9 @@ pub fn run(store: &Store, command: Command, servicer: Option<[u8; 20]>) -> Resul
             let letters = store.dead_letters(servicer.as_ref())?;
             for (seq, letter) in &letters {
                 let detail = match QueuedRelay::decode(&letter.record) {
-                    Ok(r) => format!(
-                        "servicer={} chain={} session_height={} attempts={}",
-                        hex::encode(r.servicer_address),
-                        r.chain,
-                        r.session_height,
-                        r.attempts
-                    ),
+                    Ok(r) => {
+                        format!("servicer={} chain={} session_height={} attempts={}", hex::encode(r.servicer_address), r.chain, r.session_height, r.attempts)
+                    }
                     Err(e) => format!("record undecodable ({e})"),
                 };
                 let _ = writeln!(out, "dead #{seq} at_ms={} {detail} reason={:?}", letter.dead_at_ms, letter.reason);

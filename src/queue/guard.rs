@@ -49,20 +49,16 @@ pub enum QueueFault {
 impl std::fmt::Display for QueueFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            QueueFault::LockHeld { lock_file, pid: Some(pid) } => write!(
-                f,
-                "{}: the queue is in use by another meshd (pid {pid}); one process per queue directory",
-                lock_file.display()
-            ),
+            QueueFault::LockHeld { lock_file, pid: Some(pid) } => {
+                write!(f, "{}: the queue is in use by another meshd (pid {pid}); one process per queue directory", lock_file.display())
+            }
             QueueFault::LockHeld { lock_file, pid: None } => {
                 write!(f, "{}: the queue is locked by another process; one process per queue directory", lock_file.display())
             }
             QueueFault::Io { path, message } => write!(f, "{}: {message}", path.display()),
-            QueueFault::Damaged { file, damage } => write!(
-                f,
-                "{}: damaged queue file: {damage} (move it aside to start with an empty queue; keep it for recovery)",
-                file.display()
-            ),
+            QueueFault::Damaged { file, damage } => {
+                write!(f, "{}: damaged queue file: {damage} (move it aside to start with an empty queue; keep it for recovery)", file.display())
+            }
             QueueFault::NoQueue { dir } => write!(f, "{}: no relay queue here (no data.mdb); check --datadir and relay_queue_dir", dir.display()),
         }
     }
@@ -82,7 +78,8 @@ pub fn lock(dir: &Path) -> Result<QueueLock, QueueFault> {
     let io = |path: &Path, what: &str, e: std::io::Error| QueueFault::Io { path: path.to_path_buf(), message: format!("{what}: {e}") };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, "cannot create queue directory", e))?;
     let path = dir.join(LOCK_FILE);
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| io(&path, "cannot open lock file", e))?;
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| io(&path, "cannot open lock file", e))?;
     // SAFETY: flock on a descriptor we own; no memory is shared with the call.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -93,7 +90,10 @@ pub fn lock(dir: &Path) -> Result<QueueLock, QueueFault> {
         }
         return Err(io(&path, "cannot lock", e));
     }
-    file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| writeln!(file, "{}", std::process::id())).map_err(|e| io(&path, "cannot write lock file", e))?;
+    file.set_len(0)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| writeln!(file, "{}", std::process::id()))
+        .map_err(|e| io(&path, "cannot write lock file", e))?;
     Ok(QueueLock { _file: file, path })
 }
 
@@ -187,7 +187,8 @@ pub fn check_data_file(file: &Path) -> Result<Option<Meta>, QueueFault> {
     read_at(&mut f, 0, &mut first).map_err(|e| damaged(format!("cannot read meta page 0 ({len} bytes in the file): {e}")))?;
     let m0 = parse_meta(&first, 0).map_err(damaged)?;
     let mut second = vec![0u8; PAGE_HEADER + META_SIZE];
-    read_at(&mut f, m0.page_size, &mut second).map_err(|e| damaged(format!("file of {len} bytes ends inside meta page 1 (page size {}): {e}", m0.page_size)))?;
+    read_at(&mut f, m0.page_size, &mut second)
+        .map_err(|e| damaged(format!("file of {len} bytes ends inside meta page 1 (page size {}): {e}", m0.page_size)))?;
     let m1 = parse_meta(&second, 1).map_err(damaged)?;
     if m1.page_size != m0.page_size {
         return Err(damaged(format!("meta pages disagree on the page size ({} vs {})", m0.page_size, m1.page_size)));
@@ -233,7 +234,9 @@ impl FileIdentity {
     pub fn still_at(&self, path: &Path) -> Result<(), String> {
         match FileIdentity::of(path) {
             Ok(now) if now == *self => Ok(()),
-            Ok(now) => Err(format!("{} was replaced (inode {} on device {}, opened inode {} on device {})", path.display(), now.ino, now.dev, self.ino, self.dev)),
+            Ok(now) => {
+                Err(format!("{} was replaced (inode {} on device {}, opened inode {} on device {})", path.display(), now.ino, now.dev, self.ino, self.dev))
+            }
             Err(e) => Err(format!("{} is gone: {e}", path.display())),
         }
     }

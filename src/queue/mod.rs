@@ -9,9 +9,9 @@ pub mod states;
 pub mod store;
 pub mod writer;
 
+pub use guard::QueueFault;
 pub use record::{DeadLetter, QueuedRelay};
 pub use states::{StateQuery, StateRecord};
-pub use guard::QueueFault;
 pub use store::{Durability, OpenMode, PendingKey, QueueStats, Store, WriteOp, WriteResult};
 pub use writer::Writer;
 

@@ -130,10 +130,8 @@ impl Store {
         let rtxn = self.env.read_txn().map_err(|e| self.lmdb(e))?;
         let start = query.from_us.map(u64::to_be_bytes);
         let end = query.to_us.map(u64::to_be_bytes);
-        let range: (Bound<&[u8]>, Bound<&[u8]>) = (
-            start.as_ref().map_or(Bound::Unbounded, |s| Bound::Included(&s[..])),
-            end.as_ref().map_or(Bound::Unbounded, |e| Bound::Excluded(&e[..])),
-        );
+        let range: (Bound<&[u8]>, Bound<&[u8]>) =
+            (start.as_ref().map_or(Bound::Unbounded, |s| Bound::Included(&s[..])), end.as_ref().map_or(Bound::Unbounded, |e| Bound::Excluded(&e[..])));
         let keep = |key: &[u8]| {
             key.len() == 29
                 && (query.states.is_empty() || query.states.contains(&key[28]))

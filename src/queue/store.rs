@@ -254,14 +254,11 @@ impl Store {
                 .map_err(lmdb)?;
             match opened {
                 CommitOrAbort::Commit(dbs) => dbs,
-                CommitOrAbort::Abort(name) => {
-                    return Err(QueueFault::Damaged { file: data_file.clone(), damage: format!("the {name:?} database is missing") })
-                }
+                CommitOrAbort::Abort(name) => return Err(QueueFault::Damaged { file: data_file.clone(), damage: format!("the {name:?} database is missing") }),
             }
         } else {
-        let wtxn = env.write_txn().map_err(lmdb)?;
-        env
-            .create_databases_and_commit(wtxn, |dbo, w| -> heed::Result<_> {
+            let wtxn = env.write_txn().map_err(lmdb)?;
+            env.create_databases_and_commit(wtxn, |dbo, w| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database::<Bytes, Bytes>(w, Some("pending"))?,
                     dbo.create_database::<Bytes, Unit>(w, Some("proofs"))?,
@@ -385,8 +382,7 @@ impl Store {
                 },
                 WriteOp::PruneProofs { below_session_height } => {
                     let end = height_bytes(*below_session_height);
-                    let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) =
-                        (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(&end[..]));
+                    let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(&end[..]));
                     self.proofs.delete_range(&mut wtxn, &range).map_err(|e| self.lmdb(e))?;
                     WriteResult::Done
                 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Chain;
-use crate::servicer::fleet::Bench;
 use crate::http::client::{Client, ClientError, Outgoing};
+use crate::servicer::fleet::Bench;
 
 /// What a relay asks of a chain, detached from the relay (it outlives the relay's borrow).
 #[derive(Debug, Clone)]
@@ -210,12 +210,8 @@ impl ChainHealth {
     pub fn order(&self, chain: &Chain) -> Vec<usize> {
         let now = Instant::now();
         let benches = self.benches.borrow();
-        let mut order: Vec<(Option<Instant>, usize)> = chain
-            .urls
-            .iter()
-            .enumerate()
-            .map(|(i, url)| (benches.get(url).and_then(|b| b.benched_until(now)), i))
-            .collect();
+        let mut order: Vec<(Option<Instant>, usize)> =
+            chain.urls.iter().enumerate().map(|(i, url)| (benches.get(url).and_then(|b| b.benched_until(now)), i)).collect();
         // Stable: None (not benched) sorts first and keeps configuration order.
         order.sort_by_key(|(until, _)| *until);
         order.into_iter().map(|(_, i)| i).collect()
@@ -229,11 +225,7 @@ impl ChainHealth {
         for (i, error) in &outcome.failed {
             let Some(url) = chain.urls.get(*i) else { continue };
             if let Some(pause) = benches.entry(url.clone()).or_default().fail(now) {
-                log::warn!(
-                    "event=chain_url_benched chain={} url=urls[{i}] bench_ms={} error={error:?}",
-                    chain.id,
-                    pause.as_millis()
-                );
+                log::warn!("event=chain_url_benched chain={} url=urls[{i}] bench_ms={} error={error:?}", chain.id, pause.as_millis());
             }
         }
         if let Some(url) = outcome.served_by.and_then(|i| chain.urls.get(i)) {
@@ -241,7 +233,11 @@ impl ChainHealth {
                 b.succeed();
             }
         }
-        if outcome.served_by.is_some() { outcome.failed.len() } else { 0 }
+        if outcome.served_by.is_some() {
+            outcome.failed.len()
+        } else {
+            0
+        }
     }
 
     /// Forget endpoints no chain uses any more (after a reload).
@@ -306,10 +302,7 @@ mod tests {
         let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
         let client = Client::new(ex, crate::http::client::ClientSettings::new(std::time::Duration::from_secs(2)));
         let run = |call: ChainCall| smol::block_on(ex.run(async { call.execute_with_failover(&client).await }));
-        let payload = crate::protocol::Payload {
-            data: r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.into(),
-            ..Default::default()
-        };
+        let payload = crate::protocol::Payload { data: r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.into(), ..Default::default() };
         let health = ChainHealth::default();
         assert_eq!(health.order(&chain), [0, 1]);
         let call = ChainCall::new(&chain, &payload, false, false).ordered(&health.order(&chain));

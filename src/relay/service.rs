@@ -18,19 +18,19 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::app::Counters;
-use crate::relay::chain::{ChainCall, ChainSet};
-use crate::servicer::fleet::{Fleet, Servicer};
+use crate::http::reply::{relay_error, relay_ok, relay_unavailable, Reply};
 use crate::ops::metrics::RelayObservation;
-use crate::servicer::health::NodeStatus;
-use crate::queue::record::now_ms;
-use crate::queue::store::session_key;
-use crate::queue::{QueuedRelay, WriteOp, WriteResult};
 use crate::protocol::relay::response_hash;
 use crate::protocol::session::{latest_session_height, session_header_hash, within_tolerance};
 use crate::protocol::sortjson::sort_json_response;
 use crate::protocol::{errors, PocketError, Relay};
-use crate::http::reply::{relay_error, relay_ok, relay_unavailable, Reply};
+use crate::queue::record::now_ms;
+use crate::queue::store::session_key;
+use crate::queue::{QueuedRelay, WriteOp, WriteResult};
+use crate::relay::chain::{ChainCall, ChainSet};
 use crate::relay::sessions::{Session, SessionFailure, SessionId};
+use crate::servicer::fleet::{Fleet, Servicer};
+use crate::servicer::health::NodeStatus;
 
 /// Pocket's default `ClientBlockSyncAllowance`: how far `meta.block_height` may be from the
 /// servicer's height before the servicer answers 75.
@@ -113,13 +113,9 @@ fn refuse(app: &App, rejection: Rejection, logged: Option<Vec<u8>>) -> Reply {
     Counters::inc(&app.counters.rejected);
     let e = &rejection.error;
     match logged {
-        Some(body) => log::info!(
-            "event=relay_rejected code={} codespace={} message={:?} relay={}",
-            e.code,
-            e.codespace,
-            e.message,
-            String::from_utf8_lossy(&body)
-        ),
+        Some(body) => {
+            log::info!("event=relay_rejected code={} codespace={} message={:?} relay={}", e.code, e.codespace, e.message, String::from_utf8_lossy(&body))
+        }
         None => log::debug!("event=relay_rejected code={} codespace={} message={:?}", e.code, e.codespace, e.message),
     }
     if rejection.unavailable {
@@ -153,12 +149,10 @@ struct Checked<'a> {
 
 async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Relay, trace: &mut Trace) -> Result<Checked<'a>, Rejection> {
     let proof = &relay.proof;
-    let public_key = decode_key(&proof.servicer_pub_key).ok_or_else(|| {
-        Rejection::typed(PocketError::sdk(1, "Could not convert servicer hex to public key"), "servicer_not_found")
-    })?;
-    let servicer = fleet
-        .servicer(&public_key)
-        .ok_or_else(|| Rejection::typed(PocketError::sdk(1, "Failed to find correct servicer PK"), "servicer_not_found"))?;
+    let public_key = decode_key(&proof.servicer_pub_key)
+        .ok_or_else(|| Rejection::typed(PocketError::sdk(1, "Could not convert servicer hex to public key"), "servicer_not_found"))?;
+    let servicer =
+        fleet.servicer(&public_key).ok_or_else(|| Rejection::typed(PocketError::sdk(1, "Failed to find correct servicer PK"), "servicer_not_found"))?;
     let address = crate::protocol::address_of(&public_key);
     trace.servicer = Some(address);
     let status = servicer.node.gate().map_err(|e| Rejection::typed(e, "node_unhealthy"))?;

@@ -223,11 +223,8 @@ mod tests {
                 async_io::Timer::after(Duration::from_millis(30)).await;
                 Ok(Ok(grant(10)))
             };
-            let (a, (b, c)) = futures_lite::future::zip(
-                cache.get(id(1), 5, fetch),
-                futures_lite::future::zip(cache.get(id(1), 5, fetch), cache.get(id(1), 5, fetch)),
-            )
-            .await;
+            let (a, (b, c)) =
+                futures_lite::future::zip(cache.get(id(1), 5, fetch), futures_lite::future::zip(cache.get(id(1), 5, fetch), cache.get(id(1), 5, fetch))).await;
             assert!(Rc::ptr_eq(&a.unwrap(), &b.unwrap()));
             assert!(c.is_ok());
         }));

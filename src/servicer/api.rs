@@ -165,8 +165,7 @@ fn accepted_shape(body: &[u8]) -> Result<(), &'static str> {
 /// unsupported chain (76, 13, 26), duplicate (37), request hash (74), block height (60),
 /// and the session-killing 45, 90, 71, 75. Everything else (1, 14, 44, 0 …) may pass later.
 pub fn is_retryable_code(e: &PocketError) -> bool {
-    !(e.codespace == crate::protocol::errors::CODESPACE_POCKET
-        && matches!(e.code, 76 | 13 | 26 | 37 | 74 | 60 | 45 | 90 | 71 | 75))
+    !(e.codespace == crate::protocol::errors::CODESPACE_POCKET && matches!(e.code, 76 | 13 | 26 | 37 | 74 | 60 | 45 | 90 | 71 | 75))
 }
 
 /// `{"code","codespace","message"}` → PocketError; `{}` or null → None.

@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::NodeEntry;
+use crate::protocol::{KeyPair, PocketError};
 use crate::servicer::health::{NodeStatus, UrlHealth};
 use crate::servicer::notifier::NodeLane;
-use crate::protocol::{KeyPair, PocketError};
 
 /// First bench of a failing URL; doubles per consecutive failure up to [`BENCH_MAX`].
 pub const BENCH_MIN: Duration = Duration::from_secs(1);
@@ -297,11 +297,7 @@ impl Node {
     /// For the status page: the most recent successful check of any URL (even if stale or
     /// syncing) and the current URL's last error.
     pub fn view(&self) -> (Option<NodeStatus>, Option<String>) {
-        let latest = self
-            .urls
-            .iter()
-            .filter_map(|u| u.health.borrow().status().cloned())
-            .max_by_key(|status| status.checked_at);
+        let latest = self.urls.iter().filter_map(|u| u.health.borrow().status().cloned()).max_by_key(|status| status.checked_at);
         let current = self.current().unwrap_or_else(|| self.urls[0].clone());
         let last_error = current.health.borrow().last_error().map(str::to_string);
         (latest, last_error)
@@ -383,8 +379,7 @@ fn faster_than<'a>(current: &UrlState, usable: &[&'a Rc<UrlState>]) -> Option<(&
         .filter(|u| !std::ptr::eq(&****u, current))
         .filter_map(|u| u.latency_ms().map(|l| (*u, l)))
         .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))?;
-    (lat * LATENCY_RATIO <= cur && cur - lat >= LATENCY_MARGIN_MS)
-        .then(|| (url, format!("latency: {:.0} ms against {:.0} ms", lat, cur)))
+    (lat * LATENCY_RATIO <= cur && cur - lat >= LATENCY_MARGIN_MS).then(|| (url, format!("latency: {:.0} ms against {:.0} ms", lat, cur)))
 }
 
 /// One servicer identity and the node that claims its relays.
@@ -456,24 +451,14 @@ impl Fleet {
                 Some(i) => {
                     claimed[i] = true;
                     let prev = &self.nodes[i];
-                    let urls: Vec<Rc<UrlState>> = entry
-                        .urls
-                        .iter()
-                        .map(|u| prev.url_state(u).cloned().unwrap_or_else(|| Rc::new(UrlState::new(u))))
-                        .collect();
+                    let urls: Vec<Rc<UrlState>> = entry.urls.iter().map(|u| prev.url_state(u).cloned().unwrap_or_else(|| Rc::new(UrlState::new(u)))).collect();
                     let same_urls = urls.len() == prev.urls.len() && urls.iter().zip(&prev.urls).all(|(a, b)| Rc::ptr_eq(a, b));
                     if entry.name != prev.name || !same_urls || *prev.addresses != *addresses {
                         changes.changed.push(entry.name.clone());
                     } else {
                         changes.unchanged += 1;
                     }
-                    Rc::new(Node {
-                        name: entry.name.clone(),
-                        urls,
-                        addresses: addresses.into(),
-                        address_bytes: address_bytes.into(),
-                        rt: prev.rt.clone(),
-                    })
+                    Rc::new(Node { name: entry.name.clone(), urls, addresses: addresses.into(), address_bytes: address_bytes.into(), rt: prev.rt.clone() })
                 }
                 None => {
                     let node = Rc::new(Node {

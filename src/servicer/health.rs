@@ -107,16 +107,10 @@ impl UrlHealth {
         let age = status.checked_at.elapsed();
         if age > stale_after {
             let why = self.last_error.as_deref().unwrap_or("no answer");
-            return Err(PocketError::sdk(
-                1,
-                format!("pocket node is currently unavailable: last successful check {}s ago ({why})", age.as_secs()),
-            ));
+            return Err(PocketError::sdk(1, format!("pocket node is currently unavailable: last successful check {}s ago ({why})", age.as_secs())));
         }
         if status.is_starting {
-            return Err(PocketError::sdk(
-                1,
-                "pocket node is unable to retrieve synced status from tendermint node, cannot service in this state",
-            ));
+            return Err(PocketError::sdk(1, "pocket node is unable to retrieve synced status from tendermint node, cannot service in this state"));
         }
         if status.is_catching_up {
             return Err(PocketError::sdk(1, "pocket node is currently syncing to the blockchain, cannot service in this state"));

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 
 use crate::app::{App, Counters};
-use crate::servicer::fleet::{Fleet, Node};
 use crate::protocol::session::latest_session_height;
 use crate::queue::record::now_ms;
 use crate::queue::{PendingKey, QueuedRelay, WriteOp, WriteResult};
 use crate::servicer::api::NotifyOutcome;
+use crate::servicer::fleet::{Fleet, Node};
 
 /// Notifies in flight per servicer node.
 pub const IN_FLIGHT_PER_NODE: usize = 8;
@@ -213,11 +213,7 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
             let pause = backoff(failures - 1, s.servicer_retry_wait_min.max(10), s.servicer_retry_wait_max.max(1000));
             lane.paused_until.set(Some(Instant::now() + pause));
             if failures == 1 || failures % 100 == 0 {
-                log::warn!(
-                    "event=notify_node_down node={} failures={failures} pause_ms={} reason={why:?}",
-                    node.name,
-                    pause.as_millis()
-                );
+                log::warn!("event=notify_node_down node={} failures={failures} pause_ms={} reason={why:?}", node.name, pause.as_millis());
             }
         }
         NotifyOutcome::RetryRelay(why) => {

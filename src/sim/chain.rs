@@ -27,10 +27,7 @@ pub struct ChainSimConfig {
 
 impl Default for ChainSimConfig {
     fn default() -> Self {
-        ChainSimConfig {
-            listen: "127.0.0.1:0".into(),
-            delay_ms: 0,
-        }
+        ChainSimConfig { listen: "127.0.0.1:0".into(), delay_ms: 0 }
     }
 }
 
@@ -100,22 +97,11 @@ impl ChainHandle {
 
 /// Start a chain simulator on background threads.
 pub fn start_chain(cfg: ChainSimConfig) -> io::Result<ChainHandle> {
-    let addr: SocketAddr = cfg.listen.parse().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("listen {:?}: {e}", cfg.listen),
-        )
-    })?;
+    let addr: SocketAddr = cfg.listen.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("listen {:?}: {e}", cfg.listen)))?;
     if !addr.ip().is_loopback() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("listen {}: not a loopback address", cfg.listen),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("listen {}: not a loopback address", cfg.listen)));
     }
-    let stats = Arc::new(Mutex::new(ChainStats {
-        next_block: FIRST_BLOCK,
-        ..Default::default()
-    }));
+    let stats = Arc::new(Mutex::new(ChainStats { next_block: FIRST_BLOCK, ..Default::default() }));
     let delay = Duration::from_millis(cfg.delay_ms);
     let st = stats.clone();
     let handler: Handler = Arc::new(move |rq: Incoming| {
@@ -129,11 +115,7 @@ pub fn start_chain(cfg: ChainSimConfig) -> io::Result<ChainHandle> {
     });
     let server = HttpServer::start(&cfg.listen, handler)?;
     let addr = server.addr();
-    Ok(ChainHandle {
-        server: Some(server),
-        stats,
-        addr,
-    })
+    Ok(ChainHandle { server: Some(server), stats, addr })
 }
 
 fn handle(stats: &Mutex<ChainStats>, rq: Incoming) -> Reply {
@@ -147,15 +129,7 @@ fn handle(stats: &Mutex<ChainStats>, rq: Incoming) -> Reply {
         Ok(v) => vec![v],
         Err(_) => vec![],
     };
-    let rpc_methods: Vec<String> = calls
-        .iter()
-        .map(|c| {
-            c.get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        })
-        .collect();
+    let rpc_methods: Vec<String> = calls.iter().map(|c| c.get("method").and_then(Value::as_str).unwrap_or("").to_string()).collect();
     let basic_auth = rq
         .header("Authorization")
         .and_then(|v| v.strip_prefix("Basic "))
@@ -216,28 +190,13 @@ fn answer(st: &mut ChainStats, call: &Value) -> String {
         }
         "eth_chainId" => "0x1".into(),
         "net_version" => "1".into(),
-        other => {
-            return error_obj(
-                &id,
-                -32601,
-                &format!("the method {other} does not exist/is not available"),
-            )
-        }
+        other => return error_obj(&id, -32601, &format!("the method {other} does not exist/is not available")),
     };
-    format!(
-        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
-        id,
-        Value::String(result)
-    )
+    format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, id, Value::String(result))
 }
 
 fn error_obj(id: &Value, code: i64, message: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{},"message":{}}}}}"#,
-        id,
-        code,
-        Value::String(message.into())
-    )
+    format!(r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{},"message":{}}}}}"#, id, code, Value::String(message.into()))
 }
 
 #[cfg(test)]
@@ -250,28 +209,11 @@ mod tests {
     fn answers_single_batch_and_unknown_calls() {
         let chain = start_chain(ChainSimConfig::default()).unwrap();
         let url = format!("{}/some/path?x=1", chain.url());
-        let (status, body) = post(
-            &url,
-            &[],
-            br#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":7}"#,
-        );
+        let (status, body) = post(&url, &[], br#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":7}"#);
         assert_eq!(status, 200);
-        assert_eq!(
-            body,
-            format!("{{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":\"0x{FIRST_BLOCK:x}\"}}\n")
-        );
-        let (_, body) = post(
-            &url,
-            &[],
-            br#"{"jsonrpc":"2.0","method":"eth_blockNumber","id":"a"}"#,
-        );
-        assert_eq!(
-            body,
-            format!(
-                "{{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":\"0x{:x}\"}}\n",
-                FIRST_BLOCK + 1
-            )
-        );
+        assert_eq!(body, format!("{{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":\"0x{FIRST_BLOCK:x}\"}}\n"));
+        let (_, body) = post(&url, &[], br#"{"jsonrpc":"2.0","method":"eth_blockNumber","id":"a"}"#);
+        assert_eq!(body, format!("{{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":\"0x{:x}\"}}\n", FIRST_BLOCK + 1));
         let (_, body) = post(
             &chain.url(),
             &[],
@@ -281,16 +223,10 @@ mod tests {
         assert_eq!(v[0]["result"], "0x1");
         assert_eq!(v[1]["result"], "1");
         assert_eq!(v[2]["error"]["code"], -32601);
-        assert!(v[2]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("eth_foo"));
+        assert!(v[2]["error"]["message"].as_str().unwrap().contains("eth_foo"));
         assert_eq!(v[2]["id"], 3);
         let (_, body) = post(&chain.url(), &[], b"not json");
-        assert_eq!(
-            serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
-            -32700
-        );
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], -32700);
 
         let s = chain.stats();
         assert_eq!(s.requests, 4);
@@ -310,10 +246,7 @@ mod tests {
         // "user:pa:ss" — a colon in the password must survive.
         let (status, _) = post(
             &format!("{}/v1/abc", chain.url()),
-            &[
-                ("Authorization", "Basic dXNlcjpwYTpzcw=="),
-                ("X-Custom", "42"),
-            ],
+            &[("Authorization", "Basic dXNlcjpwYTpzcw=="), ("X-Custom", "42")],
             br#"{"jsonrpc":"2.0","method":"eth_chainId","id":1}"#,
         );
         assert_eq!(status, 200);
@@ -324,52 +257,26 @@ mod tests {
         assert_eq!(seen.basic_auth.as_deref(), Some("user:pa:ss"));
         assert_eq!(seen.path, "/v1/abc");
         assert_eq!(seen.http_method, "POST");
-        assert!(
-            seen.headers
-                .iter()
-                .any(|(k, v)| k.eq_ignore_ascii_case("x-custom") && v == "42"),
-            "{:?}",
-            seen.headers
-        );
+        assert!(seen.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("x-custom") && v == "42"), "{:?}", seen.headers);
         assert_eq!(seen.rpc_methods, vec!["eth_chainId".to_string()]);
         assert_eq!(s.requests, 1, "/sim/stats is not counted");
     }
 
     #[test]
     fn delay_is_applied_and_stop_refuses() {
-        let chain = start_chain(ChainSimConfig {
-            listen: "127.0.0.1:0".into(),
-            delay_ms: 200,
-        })
-        .unwrap();
+        let chain = start_chain(ChainSimConfig { listen: "127.0.0.1:0".into(), delay_ms: 200 }).unwrap();
         let url = chain.url();
         let t0 = Instant::now();
-        let (status, _) = post(
-            &url,
-            &[],
-            br#"{"jsonrpc":"2.0","method":"net_version","id":1}"#,
-        );
+        let (status, _) = post(&url, &[], br#"{"jsonrpc":"2.0","method":"net_version","id":1}"#);
         assert_eq!(status, 200);
-        assert!(
-            t0.elapsed() >= Duration::from_millis(200),
-            "{:?}",
-            t0.elapsed()
-        );
+        assert!(t0.elapsed() >= Duration::from_millis(200), "{:?}", t0.elapsed());
         chain.stop();
-        assert!(
-            agent().post(&url).send(&b"{}"[..]).is_err(),
-            "stopped chain must refuse"
-        );
+        assert!(agent().post(&url).send(&b"{}"[..]).is_err(), "stopped chain must refuse");
     }
 
     #[test]
     fn refuses_non_loopback() {
-        let e = start_chain(ChainSimConfig {
-            listen: "0.0.0.0:0".into(),
-            delay_ms: 0,
-        })
-        .err()
-        .unwrap();
+        let e = start_chain(ChainSimConfig { listen: "0.0.0.0:0".into(), delay_ms: 0 }).err().unwrap();
         assert!(e.to_string().contains("loopback"), "{e}");
     }
 }

@@ -33,10 +33,7 @@ pub struct Incoming {
 impl Incoming {
     /// First header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Value of a query parameter (no percent-decoding: the simulators only use plain tokens).
@@ -72,22 +69,10 @@ impl Reply {
         Reply::raw_json(status, body)
     }
     pub fn raw_json(status: u16, body: Vec<u8>) -> Reply {
-        Reply {
-            status,
-            content_type: JSON,
-            body,
-            delay: Duration::ZERO,
-            headers: Vec::new(),
-        }
+        Reply { status, content_type: JSON, body, delay: Duration::ZERO, headers: Vec::new() }
     }
     pub fn text(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            content_type: TEXT,
-            body: body.as_bytes().to_vec(),
-            delay: Duration::ZERO,
-            headers: Vec::new(),
-        }
+        Reply { status, content_type: TEXT, body: body.as_bytes().to_vec(), delay: Duration::ZERO, headers: Vec::new() }
     }
 }
 
@@ -126,10 +111,12 @@ impl HttpServer {
                 let _ = stop_rx.recv().await;
                 // Every socket closes, as in a crash; pending delayed replies are never sent.
                 server.close_all();
-                server.closed().or(async {
-                    async_io::Timer::after(Duration::from_secs(2)).await;
-                })
-                .await;
+                server
+                    .closed()
+                    .or(async {
+                        async_io::Timer::after(Duration::from_secs(2)).await;
+                    })
+                    .await;
             }));
         })?;
         ready_rx.recv().map_err(|_| io::Error::other(format!("simulator on {addr} did not start")))??;
@@ -178,8 +165,8 @@ async fn answer(handler: Handler, request: server::Request) -> server::Response 
         None => (request.target.clone(), String::new()),
     };
     let incoming = Incoming { method: request.method, path, query, headers: request.headers, body: request.body };
-    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(incoming)))
-        .unwrap_or_else(|_| Reply::text(500, "simulator handler panicked\n"));
+    let reply =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(incoming))).unwrap_or_else(|_| Reply::text(500, "simulator handler panicked\n"));
     if !reply.delay.is_zero() {
         async_io::Timer::after(reply.delay).await;
     }
@@ -193,7 +180,6 @@ async fn answer(handler: Handler, request: server::Request) -> server::Response 
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn query_param_parsing() {
@@ -212,11 +198,7 @@ mod tests {
     }
 
     fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(3)))
-            .build()
-            .into()
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(3))).build().into()
     }
 
     #[test]
@@ -232,16 +214,8 @@ mod tests {
         srv.shutdown();
         let t0 = Instant::now();
         let err = a.get(&url).call();
-        assert!(
-            err.is_err(),
-            "a stopped server must not answer: {:?}",
-            err.map(|r| r.status())
-        );
-        assert!(
-            t0.elapsed() < Duration::from_secs(2),
-            "stale connection hung for {:?}",
-            t0.elapsed()
-        );
+        assert!(err.is_err(), "a stopped server must not answer: {:?}", err.map(|r| r.status()));
+        assert!(t0.elapsed() < Duration::from_secs(2), "stale connection hung for {:?}", t0.elapsed());
         // Same port again, same pooled agent.
         let srv2 = HttpServer::start(&addr.to_string(), h).unwrap();
         assert_eq!(srv2.addr(), addr);
@@ -257,19 +231,9 @@ mod tests {
         });
         let srv = HttpServer::start("127.0.0.1:0", h).unwrap();
         let a = agent();
-        assert_eq!(
-            a.get(&format!("http://{}/boom", srv.addr()))
-                .call()
-                .unwrap()
-                .status()
-                .as_u16(),
-            500
-        );
+        assert_eq!(a.get(&format!("http://{}/boom", srv.addr())).call().unwrap().status().as_u16(), 500);
         let mut r = a.get(&format!("http://{}/ok", srv.addr())).call().unwrap();
-        assert_eq!(
-            (r.status().as_u16(), r.body_mut().read_to_string().unwrap()),
-            (200, "fine".to_string())
-        );
+        assert_eq!((r.status().as_u16(), r.body_mut().read_to_string().unwrap()), (200, "fine".to_string()));
     }
 
     #[test]
@@ -287,28 +251,14 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let url = url.clone();
-                std::thread::spawn(move || {
-                    agent()
-                        .get(&url)
-                        .call()
-                        .unwrap()
-                        .body_mut()
-                        .read_to_string()
-                        .unwrap()
-                })
+                std::thread::spawn(move || agent().get(&url).call().unwrap().body_mut().read_to_string().unwrap())
             })
             .collect();
         for t in threads {
             assert_eq!(t.join().unwrap(), "late");
         }
         let took = t0.elapsed();
-        assert!(
-            took >= Duration::from_millis(300),
-            "delay not applied: {took:?}"
-        );
-        assert!(
-            took < Duration::from_millis(1000),
-            "delays serialized: {took:?}"
-        );
+        assert!(took >= Duration::from_millis(300), "delay not applied: {took:?}");
+        assert!(took < Duration::from_millis(1000), "delays serialized: {took:?}");
     }
 }

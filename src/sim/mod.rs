@@ -6,7 +6,6 @@
 //! CLI (`meshd sim …`, see [`run_cli`]): each prints exactly one line,
 //! `listening on 127.0.0.1:PORT`, then serves until the process is killed.
 
-
 pub mod chain;
 pub(crate) mod http;
 pub mod node_service;
@@ -15,9 +14,7 @@ pub mod servicer;
 pub(crate) mod testkit;
 
 pub use chain::{start_chain, ChainHandle, ChainSimConfig, ChainStats};
-pub use servicer::{
-    start_servicer, ServicerSimConfig, ServicerStats, SimApp, SimControl, SimHandle, SimMode,
-};
+pub use servicer::{start_servicer, ServicerSimConfig, ServicerStats, SimApp, SimControl, SimHandle, SimMode};
 
 use std::io::Write;
 
@@ -53,30 +50,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let (mut config, mut listen, mut delay_ms) = (None::<String>, None::<String>, None::<u64>);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("config") if kind == "servicer" => {
-                config = Some(
-                    p.value()
-                        .map_err(|e| e.to_string())?
-                        .string()
-                        .map_err(|e| e.to_string())?,
-                )
-            }
-            Long("listen") => {
-                listen = Some(
-                    p.value()
-                        .map_err(|e| e.to_string())?
-                        .string()
-                        .map_err(|e| e.to_string())?,
-                )
-            }
-            Long("delay-ms") if kind == "chain" => {
-                delay_ms = Some(
-                    p.value()
-                        .map_err(|e| e.to_string())?
-                        .parse()
-                        .map_err(|e| format!("--delay-ms: {e}"))?,
-                )
-            }
+            Long("config") if kind == "servicer" => config = Some(p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?),
+            Long("listen") => listen = Some(p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?),
+            Long("delay-ms") if kind == "chain" => delay_ms = Some(p.value().map_err(|e| e.to_string())?.parse().map_err(|e| format!("--delay-ms: {e}"))?),
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 return Ok(());
@@ -91,8 +67,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
-            let h = start_servicer(cfg)
-                .map_err(|e| format!("starting servicer simulator ({path}): {e}"))?;
+            let h = start_servicer(cfg).map_err(|e| format!("starting servicer simulator ({path}): {e}"))?;
             let addr = h.addr();
             // Serving threads live on; the handle must not be dropped (that stops them).
             std::mem::forget(h);
@@ -109,16 +84,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
             std::mem::forget(h);
             addr
         }
-        other => {
-            return Err(format!(
-                "unknown simulator {other:?} (expected servicer or chain)"
-            ))
-        }
+        other => return Err(format!("unknown simulator {other:?} (expected servicer or chain)")),
     };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on {addr}")
-        .and_then(|_| out.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
+    writeln!(out, "listening on {addr}").and_then(|_| out.flush()).map_err(|e| format!("stdout: {e}"))?;
     drop(out);
     // The parent (test harness, `meshd demo`) ends us with a signal.
     loop {
@@ -139,21 +108,10 @@ mod tests {
         assert_eq!(run_cli(args(&[])), 2);
         assert_eq!(run_cli(args(&["validator"])), 2);
         assert_eq!(run_cli(args(&["servicer"])), 2, "--config is required");
-        assert_eq!(
-            run_cli(args(&["servicer", "--config", "/nonexistent/sim.json"])),
-            2
-        );
+        assert_eq!(run_cli(args(&["servicer", "--config", "/nonexistent/sim.json"])), 2);
         assert_eq!(run_cli(args(&["chain", "--delay-ms", "soon"])), 2);
-        assert_eq!(
-            run_cli(args(&["chain", "--config", "x"])),
-            2,
-            "--config is servicer-only"
-        );
-        assert_eq!(
-            run_cli(args(&["chain", "--listen", "0.0.0.0:0"])),
-            2,
-            "loopback only"
-        );
+        assert_eq!(run_cli(args(&["chain", "--config", "x"])), 2, "--config is servicer-only");
+        assert_eq!(run_cli(args(&["chain", "--listen", "0.0.0.0:0"])), 2, "loopback only");
         assert_eq!(run_cli(args(&["--help"])), 0);
     }
 }

@@ -22,8 +22,7 @@ use crate::base64::{decode as base64_decode, encode as base64};
 pub const NOT_READY: &str = "service not ready: not in sync with the network";
 
 /// Protocols accepted by `POST /publish/{protocol}`: the yaml enum plus what the client sends.
-pub const PROTOCOLS: &[&str] =
-    &["ax1", "pp1", "tx1", "bc1", "b1", "bw1", "bp1", "bf1", "bo1", "mp1", "hare3", "testnet-hare3-workaround"];
+pub const PROTOCOLS: &[&str] = &["ax1", "pp1", "tx1", "bc1", "b1", "bw1", "bp1", "bf1", "bo1", "mp1", "hare3", "testnet-hare3-workaround"];
 
 #[derive(Debug, Clone)]
 pub struct NodeServiceSimConfig {
@@ -38,13 +37,7 @@ pub struct NodeServiceSimConfig {
 
 impl Default for NodeServiceSimConfig {
     fn default() -> Self {
-        NodeServiceSimConfig {
-            listen: "127.0.0.1:0".into(),
-            synced: true,
-            layer: 1000,
-            layers_per_epoch: 288,
-            identities: vec![[0x11; 32], [0x22; 32]],
-        }
+        NodeServiceSimConfig { listen: "127.0.0.1:0".into(), synced: true, layer: 1000, layers_per_epoch: 288, identities: vec![[0x11; 32], [0x22; 32]] }
     }
 }
 
@@ -127,15 +120,8 @@ pub fn start_json_api(cfg: NodeServiceSimConfig) -> io::Result<NodeServiceSim> {
 
 fn start(cfg: NodeServiceSimConfig, api: Api) -> io::Result<NodeServiceSim> {
     let listen = cfg.listen.clone();
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            synced: cfg.synced,
-            cfg,
-            delay: Duration::ZERO,
-            reject_atx: false,
-            stats: NodeServiceStats::default(),
-        }),
-    });
+    let shared =
+        Arc::new(Shared { state: Mutex::new(State { synced: cfg.synced, cfg, delay: Duration::ZERO, reject_atx: false, stats: NodeServiceStats::default() }) });
     let server = HttpServer::start(&listen, handler(shared.clone(), api))?;
     let addr = server.addr();
     Ok(NodeServiceSim { shared, server: Some(server), addr, api })

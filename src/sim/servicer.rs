@@ -94,10 +94,7 @@ impl ServicerSimConfig {
 
     /// Semantic checks; each error names the offending field.
     pub fn validate(&self) -> Result<(), String> {
-        let addr: SocketAddr = self
-            .listen
-            .parse()
-            .map_err(|e| format!("listen: {:?} is not ip:port: {e}", self.listen))?;
+        let addr: SocketAddr = self.listen.parse().map_err(|e| format!("listen: {:?} is not ip:port: {e}", self.listen))?;
         if !addr.ip().is_loopback() {
             return Err(format!("listen: {} is not a loopback address", self.listen));
         }
@@ -105,10 +102,7 @@ impl ServicerSimConfig {
             return Err(format!("height: must be >= 1, got {}", self.height));
         }
         if self.blocks_per_session < 1 {
-            return Err(format!(
-                "blocks_per_session: must be >= 1, got {}",
-                self.blocks_per_session
-            ));
+            return Err(format!("blocks_per_session: must be >= 1, got {}", self.blocks_per_session));
         }
         if self.client_session_sync_allowance < 0 {
             return Err("client_session_sync_allowance: must be >= 0".into());
@@ -117,25 +111,16 @@ impl ServicerSimConfig {
             return Err("client_block_sync_allowance: must be >= 0".into());
         }
         if self.session_node_count < 1 {
-            return Err(format!(
-                "session_node_count: must be >= 1, got {}",
-                self.session_node_count
-            ));
+            return Err(format!("session_node_count: must be >= 1, got {}", self.session_node_count));
         }
         for (i, s) in self.servicers.iter().enumerate() {
-            pub_key_bytes(s)
-                .ok_or_else(|| format!("servicers[{i}]: not a 64-hex ed25519 public key: {s:?}"))?;
+            pub_key_bytes(s).ok_or_else(|| format!("servicers[{i}]: not a 64-hex ed25519 public key: {s:?}"))?;
         }
         for (i, c) in self.chains.iter().enumerate() {
             check_chain_id(c).map_err(|e| format!("chains[{i}]: {e}"))?;
         }
         for (i, a) in self.apps.iter().enumerate() {
-            pub_key_bytes(&a.public_key).ok_or_else(|| {
-                format!(
-                    "apps[{i}].public_key: not a 64-hex ed25519 public key: {:?}",
-                    a.public_key
-                )
-            })?;
+            pub_key_bytes(&a.public_key).ok_or_else(|| format!("apps[{i}].public_key: not a 64-hex ed25519 public key: {:?}", a.public_key))?;
             if a.chains.is_empty() {
                 // A staked app always has chains; MaxPossibleRelays divides by their number.
                 return Err(format!("apps[{i}].chains: must not be empty"));
@@ -167,12 +152,8 @@ fn address_of_hex(pub_hex: &str) -> Option<String> {
 /// Deserialize `T` (a struct whose fields all default) and, when that fails, pin the error on
 /// the first top-level field that fails alone — serde's own messages do not say which field
 /// had the wrong type.
-pub(crate) fn parse_naming_field<T: DeserializeOwned>(
-    bytes: &[u8],
-    source: &str,
-) -> Result<T, String> {
-    let v: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("{source}: invalid JSON: {e}"))?;
+pub(crate) fn parse_naming_field<T: DeserializeOwned>(bytes: &[u8], source: &str) -> Result<T, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("{source}: invalid JSON: {e}"))?;
     match serde_json::from_value::<T>(v.clone()) {
         Ok(t) => Ok(t),
         Err(e) => {
@@ -273,10 +254,7 @@ pub fn max_possible_relays(max_relays: u64, n_chains: u64, session_node_count: u
         let (k, m) = (a / n, a % n);
         round(k, m * PREC / n, PREC)
     }
-    let (c, s) = (
-        u128::from(n_chains.max(1)),
-        u128::from(session_node_count.max(1)),
-    );
+    let (c, s) = (u128::from(n_chains.max(1)), u128::from(session_node_count.max(1)));
     let d = quo(quo(u128::from(max_relays) * PREC, c), s);
     round(d / PREC, d % PREC, PREC) as u64
 }
@@ -302,20 +280,11 @@ struct State {
 
 /// The session a relay belongs to, normalized so that hex case does not split counts.
 fn header_key(app: &str, chain: &str, session_height: i64) -> String {
-    format!(
-        "{}/{}/{}",
-        app.to_ascii_lowercase(),
-        chain.to_ascii_lowercase(),
-        session_height
-    )
+    format!("{}/{}/{}", app.to_ascii_lowercase(), chain.to_ascii_lowercase(), session_height)
 }
 
 fn evidence_key(app: &str, chain: &str, session_height: i64, servicer_pub: &str) -> String {
-    format!(
-        "{}/{}",
-        header_key(app, chain, session_height),
-        servicer_pub.to_ascii_lowercase()
-    )
+    format!("{}/{}", header_key(app, chain, session_height), servicer_pub.to_ascii_lowercase())
 }
 
 impl State {
@@ -325,11 +294,7 @@ impl State {
 
     fn max_relays(&self, app: &SimApp) -> u64 {
         let m = self.max_relays_override.unwrap_or(app.max_relays);
-        max_possible_relays(
-            m,
-            app.chains.len() as u64,
-            self.cfg.session_node_count as u64,
-        )
+        max_possible_relays(m, app.chains.len() as u64, self.cfg.session_node_count as u64)
     }
 
     /// The session as a servicer returns it. Every configured servicer serves every session, but
@@ -338,19 +303,13 @@ impl State {
     /// 500-node dispatches (hundreds of KiB each) that no real servicer sends.
     fn dispatch(&self, app: &str, chain: &str, session_height: i64, asking: &str) -> Value {
         let key = session_header_hash(app, chain, session_height);
-        let cap = usize::try_from(self.cfg.session_node_count)
-            .unwrap_or(1)
-            .max(1);
+        let cap = usize::try_from(self.cfg.session_node_count).unwrap_or(1).max(1);
         let all = &self.cfg.servicers;
         let listed: Vec<&String> = if all.len() <= cap {
             all.iter().collect()
         } else {
             let first = all.iter().find(|pk| pk.eq_ignore_ascii_case(asking));
-            first
-                .into_iter()
-                .chain(all.iter().filter(|pk| !pk.eq_ignore_ascii_case(asking)))
-                .take(cap)
-                .collect()
+            first.into_iter().chain(all.iter().filter(|pk| !pk.eq_ignore_ascii_case(asking))).take(cap).collect()
         };
         let nodes: Vec<Value> = listed
             .into_iter()
@@ -390,9 +349,7 @@ impl State {
         }
         if let Some(s) = c.fail_notify_status {
             if s != 0 && !(100..=999).contains(&s) {
-                return Err(format!(
-                    "fail_notify_status: {s} is not an HTTP status (or 0)"
-                ));
+                return Err(format!("fail_notify_status: {s} is not an HTTP status (or 0)"));
             }
         }
         if let Some(h) = c.height {
@@ -450,23 +407,9 @@ pub struct SimHandle {
 
 /// Start a servicer simulator on background threads.
 pub fn start_servicer(cfg: ServicerSimConfig) -> io::Result<SimHandle> {
-    cfg.validate()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let servicers = cfg
-        .servicers
-        .iter()
-        .map(|pk| {
-            (
-                address_of_hex(pk).expect("validated"),
-                pk.to_ascii_lowercase(),
-            )
-        })
-        .collect();
-    let apps = cfg
-        .apps
-        .iter()
-        .map(|a| (a.public_key.to_ascii_lowercase(), a.clone()))
-        .collect();
+    cfg.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let servicers = cfg.servicers.iter().map(|pk| (address_of_hex(pk).expect("validated"), pk.to_ascii_lowercase())).collect();
+    let apps = cfg.apps.iter().map(|a| (a.public_key.to_ascii_lowercase(), a.clone())).collect();
     let state = State {
         height: cfg.height,
         mode: SimMode::Ok,
@@ -481,16 +424,10 @@ pub fn start_servicer(cfg: ServicerSimConfig) -> io::Result<SimHandle> {
         cfg,
     };
     let listen = state.cfg.listen.clone();
-    let shared = Arc::new(Shared {
-        state: Mutex::new(state),
-    });
+    let shared = Arc::new(Shared { state: Mutex::new(state) });
     let server = HttpServer::start(&listen, handler(shared.clone()))?;
     let addr = server.addr();
-    Ok(SimHandle {
-        shared,
-        server: Some(server),
-        addr,
-    })
+    Ok(SimHandle { shared, server: Some(server), addr })
 }
 
 impl SimHandle {
@@ -513,10 +450,7 @@ impl SimHandle {
         self.shared.lock().mode = mode;
     }
     pub fn set_height(&self, height: i64) -> Result<(), String> {
-        self.control(&SimControl {
-            height: Some(height),
-            ..Default::default()
-        })
+        self.control(&SimControl { height: Some(height), ..Default::default() })
     }
     /// Close the port and every open connection (clients get "connection refused"); counters
     /// and sessions are kept for [`SimHandle::resume`].
@@ -528,10 +462,7 @@ impl SimHandle {
     /// Listen again on the same port after [`SimHandle::pause`], with the state intact.
     pub fn resume(&mut self) -> io::Result<()> {
         if self.server.is_none() {
-            self.server = Some(HttpServer::start(
-                &self.addr.to_string(),
-                handler(self.shared.clone()),
-            )?);
+            self.server = Some(HttpServer::start(&self.addr.to_string(), handler(self.shared.clone()))?);
         }
         Ok(())
     }
@@ -551,9 +482,7 @@ fn handler(shared: Arc<Shared>) -> Handler {
 fn route(shared: &Shared, rq: Incoming) -> Reply {
     match (rq.method.as_str(), rq.path.as_str()) {
         ("GET", "/sim/stats") => {
-            let s = shared
-                .lock()
-                .snapshot(rq.query_param("proofs") == Some("1"));
+            let s = shared.lock().snapshot(rq.query_param("proofs") == Some("1"));
             return Reply::json(200, &serde_json::to_value(s).expect("stats serialize"));
         }
         ("GET", "/sim/control") => return Reply::json(200, &shared.lock().control_view()),
@@ -588,23 +517,14 @@ fn route(shared: &Shared, rq: Incoming) -> Reply {
     let token = rq.header("Authorization").unwrap_or("");
     if token != st.cfg.auth_token {
         st.stats.unauthorized += 1;
-        return Reply::json(
-            401,
-            &json!({"code": 401, "message": format!("wrong authtoken: {token}")}),
-        );
+        return Reply::json(401, &json!({"code": 401, "message": format!("wrong authtoken: {token}")}));
     }
     if rq.query_param("verify") == Some("true") {
         st.stats.verify_calls += 1;
         return match endpoint {
             Endpoint::Check => Reply::json(200, &json!({})),
-            Endpoint::Session => Reply::json(
-                200,
-                &json!({"dispatch": null, "error": null, "remaining_relays": 0, "success": true}),
-            ),
-            Endpoint::Relay => Reply::json(
-                200,
-                &json!({"dispatch": null, "error": null, "signature": true}),
-            ),
+            Endpoint::Session => Reply::json(200, &json!({"dispatch": null, "error": null, "remaining_relays": 0, "success": true})),
+            Endpoint::Relay => Reply::json(200, &json!({"dispatch": null, "error": null, "signature": true})),
         };
     }
     match endpoint {
@@ -648,11 +568,7 @@ enum Endpoint {
 /// case-insensitively (the mesh sends `"Chains"` for a field tagged `chains`).
 fn lower_keys(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), lower_keys(v)))
-                .collect(),
-        ),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), lower_keys(v))).collect()),
         Value::Array(a) => Value::Array(a.into_iter().map(lower_keys).collect()),
         other => other,
     }
@@ -679,16 +595,8 @@ fn check(st: &State, body: &[u8]) -> Reply {
         Ok(r) => r,
         Err(e) => return bad_request(&e),
     };
-    let wrong_servicers: Vec<&String> = req
-        .servicers
-        .iter()
-        .filter(|a| !st.servicers.contains_key(&a.to_ascii_lowercase()))
-        .collect();
-    let wrong_chains: Vec<&String> = req
-        .chains
-        .iter()
-        .filter(|c| !st.cfg.chains.contains(c))
-        .collect();
+    let wrong_servicers: Vec<&String> = req.servicers.iter().filter(|a| !st.servicers.contains_key(&a.to_ascii_lowercase())).collect();
+    let wrong_chains: Vec<&String> = req.chains.iter().filter(|c| !st.cfg.chains.contains(c)).collect();
     Reply::json(
         200,
         &json!({
@@ -746,10 +654,7 @@ fn session(st: &mut State, body: &[u8]) -> Reply {
         Err(e) => return bad_request(&e),
     };
     match session_checks(st, &req) {
-        Ok((remaining, dispatch)) => Reply::json(
-            200,
-            &json!({"success": true, "error": null, "remaining_relays": remaining, "dispatch": dispatch}),
-        ),
+        Ok((remaining, dispatch)) => Reply::json(200, &json!({"success": true, "error": null, "remaining_relays": remaining, "dispatch": dispatch})),
         Err(e) => session_error(&e),
     }
 }
@@ -760,16 +665,11 @@ fn session_checks(st: &State, req: &MeshSessionReq) -> Result<(u64, Value), Pock
     if st.syncing() {
         return Err(errors::internal(SYNCING));
     }
-    let addr = address_of_hex(&req.servicer_pub_key)
-        .ok_or_else(|| errors::internal(errors::MSG_SERVICER_HEX))?;
+    let addr = address_of_hex(&req.servicer_pub_key).ok_or_else(|| errors::internal(errors::MSG_SERVICER_HEX))?;
     if !st.servicers.contains_key(&addr) {
         return Err(errors::internal(errors::MSG_SERVICER_NOT_FOUND));
     }
-    let chain = if req.blockchain.is_empty() {
-        &req.session_header.chain
-    } else {
-        &req.blockchain
-    };
+    let chain = if req.blockchain.is_empty() { &req.session_header.chain } else { &req.blockchain };
     if !st.cfg.chains.contains(chain) {
         return Err(errors::unsupported_blockchain_node());
     }
@@ -777,41 +677,20 @@ fn session_checks(st: &State, req: &MeshSessionReq) -> Result<(u64, Value), Pock
         return Err(errors::invalid_block_height());
     }
     let h = &req.session_header;
-    let app = st
-        .apps
-        .get(&h.app_public_key.to_ascii_lowercase())
-        .ok_or_else(errors::app_not_found)?;
+    let app = st.apps.get(&h.app_public_key.to_ascii_lowercase()).ok_or_else(errors::app_not_found)?;
     if !app.chains.contains(chain) {
         return Err(errors::unsupported_blockchain_app());
     }
     let max = st.max_relays(app);
-    let served = st
-        .relays_served
-        .get(&evidence_key(
-            &h.app_public_key,
-            chain,
-            req.session_block_height,
-            &req.servicer_pub_key,
-        ))
-        .copied()
-        .unwrap_or(0);
+    let served = st.relays_served.get(&evidence_key(&h.app_public_key, chain, req.session_block_height, &req.servicer_pub_key)).copied().unwrap_or(0);
     if served >= max {
         return Err(errors::over_service());
     }
-    Ok((
-        max - served,
-        st.dispatch(
-            &h.app_public_key,
-            chain,
-            req.session_block_height,
-            &req.servicer_pub_key,
-        ),
-    ))
+    Ok((max - served, st.dispatch(&h.app_public_key, chain, req.session_block_height, &req.servicer_pub_key)))
 }
 
 /// `app/query.go`'s refusal while the node is syncing (a plain Go error on the relay route).
-const SYNCING: &str =
-    "pocket node is currently syncing to the blockchain, cannot service in this state";
+const SYNCING: &str = "pocket node is currently syncing to the blockchain, cannot service in this state";
 
 /// Everything about a notified relay that does not depend on simulator state.
 struct Prechecked {
@@ -838,12 +717,7 @@ impl Prechecked {
 fn notify_error(st: &State, e: &PocketError, relay: &Relay) -> Reply {
     // A real servicer attaches a fresh dispatch when the client should refresh its session.
     let dispatch = if e.warrants_dispatch() {
-        st.dispatch(
-            &relay.proof.aat.app_pub_key,
-            &relay.proof.blockchain,
-            st.latest_session(),
-            &relay.proof.servicer_pub_key,
-        )
+        st.dispatch(&relay.proof.aat.app_pub_key, &relay.proof.blockchain, st.latest_session(), &relay.proof.servicer_pub_key)
     } else {
         Value::Null
     };
@@ -861,31 +735,18 @@ fn notify(st: &mut State, pre: &Prechecked, x_servicer: &str) -> Reply {
     if st.syncing() {
         // A plain Go error: it serializes as `{}`, which the mesh reads as a retryable code 0.
         *st.stats.rejections.entry(0).or_default() += 1;
-        return Reply::json(
-            400,
-            &json!({"signature": false, "error": {}, "dispatch": null}),
-        );
+        return Reply::json(400, &json!({"signature": false, "error": {}, "dispatch": null}));
     }
     match notify_checks(st, pre, x_servicer) {
         Ok(evidence) => {
             let p = &pre.relay.proof;
-            st.seen_proofs
-                .entry(header_key(
-                    &p.aat.app_pub_key,
-                    &p.blockchain,
-                    p.session_block_height,
-                ))
-                .or_default()
-                .insert(pre.proof_hash);
+            st.seen_proofs.entry(header_key(&p.aat.app_pub_key, &p.blockchain, p.session_block_height)).or_default().insert(pre.proof_hash);
             *st.relays_served.entry(evidence).or_default() += 1;
             let addr = pre.servicer_addr.clone().expect("checked in notify_checks");
             st.stats.accepted_total += 1;
             *st.stats.accepted_by_servicer.entry(addr).or_default() += 1;
             st.accepted_proofs.push(pre.proof_hash);
-            Reply::json(
-                200,
-                &json!({"signature": true, "error": null, "dispatch": null}),
-            )
+            Reply::json(200, &json!({"signature": true, "error": null, "dispatch": null}))
         }
         Err(e) => {
             if e.code == 37 {
@@ -914,39 +775,21 @@ fn notify_checks(st: &State, pre: &Prechecked, x_servicer: &str) -> Result<Strin
     if !st.cfg.chains.contains(&p.blockchain) {
         return Err(errors::unsupported_blockchain_node());
     }
-    let (bps, allowance) = (
-        st.cfg.blocks_per_session,
-        st.cfg.client_session_sync_allowance,
-    );
+    let (bps, allowance) = (st.cfg.blocks_per_session, st.cfg.client_session_sync_allowance);
     if !within_tolerance(st.latest_session(), bps, p.session_block_height, allowance) {
         return Err(errors::invalid_block_height());
     }
-    let app = st
-        .apps
-        .get(&p.aat.app_pub_key.to_ascii_lowercase())
-        .ok_or_else(errors::app_not_found)?;
+    let app = st.apps.get(&p.aat.app_pub_key.to_ascii_lowercase()).ok_or_else(errors::app_not_found)?;
     let header = header_key(&p.aat.app_pub_key, &p.blockchain, p.session_block_height);
-    if st
-        .seen_proofs
-        .get(&header)
-        .is_some_and(|s| s.contains(&pre.proof_hash))
-    {
+    if st.seen_proofs.get(&header).is_some_and(|s| s.contains(&pre.proof_hash)) {
         return Err(errors::duplicate_proof());
     }
-    let evidence = evidence_key(
-        &p.aat.app_pub_key,
-        &p.blockchain,
-        p.session_block_height,
-        &p.servicer_pub_key,
-    );
+    let evidence = evidence_key(&p.aat.app_pub_key, &p.blockchain, p.session_block_height, &p.servicer_pub_key);
     if st.relays_served.get(&evidence).copied().unwrap_or(0) >= st.max_relays(app) {
         return Err(errors::over_service());
     }
     pre.basic.clone()?;
-    let addr = pre
-        .servicer_addr
-        .as_deref()
-        .ok_or_else(errors::invalid_node_pub_key)?;
+    let addr = pre.servicer_addr.as_deref().ok_or_else(errors::invalid_node_pub_key)?;
     if !addr.eq_ignore_ascii_case(x_servicer) || !st.servicers.contains_key(addr) {
         return Err(errors::invalid_node_pub_key());
     }
@@ -962,9 +805,7 @@ fn notify_checks(st: &State, pre: &Prechecked, x_servicer: &str) -> Result<Strin
 mod tests {
     use super::*;
     use crate::protocol::KeyPair;
-    use crate::sim::testkit::{
-        agent, post, RelayBuilder, APP_SEED, CLIENT_SEED, SERVICER2_SEED, SERVICER_SEED,
-    };
+    use crate::sim::testkit::{agent, post, RelayBuilder, APP_SEED, CLIENT_SEED, SERVICER2_SEED, SERVICER_SEED};
 
     const TOKEN: &str = "s3cret-token";
 
@@ -976,24 +817,14 @@ mod tests {
         ServicerSimConfig {
             auth_token: TOKEN.into(),
             servicers: vec![kp(SERVICER_SEED).public_hex, kp(SERVICER2_SEED).public_hex],
-            apps: vec![SimApp {
-                public_key: kp(APP_SEED).public_hex,
-                chains: vec!["0021".into()],
-                max_relays,
-            }],
+            apps: vec![SimApp { public_key: kp(APP_SEED).public_hex, chains: vec!["0021".into()], max_relays }],
             ..Default::default()
         }
     }
 
     fn builder() -> RelayBuilder {
         // Height 101 with 4 blocks per session → latest session starts at 101.
-        RelayBuilder::new(
-            kp(APP_SEED),
-            kp(CLIENT_SEED),
-            kp(SERVICER_SEED),
-            "0021",
-            101,
-        )
+        RelayBuilder::new(kp(APP_SEED), kp(CLIENT_SEED), kp(SERVICER_SEED), "0021", 101)
     }
 
     struct Resp {
@@ -1003,15 +834,8 @@ mod tests {
 
     fn notify_to(sim: &SimHandle, relay_json: &[u8], x_servicer: &str) -> Resp {
         let url = format!("{}/v1/private/mesh/relay?chain=0021&app=x", sim.url());
-        let (status, body) = post(
-            &url,
-            &[("Authorization", TOKEN), ("X-Servicer", x_servicer)],
-            relay_json,
-        );
-        Resp {
-            status,
-            json: serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")),
-        }
+        let (status, body) = post(&url, &[("Authorization", TOKEN), ("X-Servicer", x_servicer)], relay_json);
+        Resp { status, json: serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")) }
     }
 
     fn notify_ok(sim: &SimHandle, relay_json: &[u8]) -> Resp {
@@ -1021,9 +845,7 @@ mod tests {
     fn code(r: &Resp) -> u64 {
         assert_eq!(r.status, 400, "expected a rejection: {}", r.json);
         assert_eq!(r.json["signature"], false);
-        r.json["error"]["code"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no code in {}", r.json))
+        r.json["error"]["code"].as_u64().unwrap_or_else(|| panic!("no code in {}", r.json))
     }
 
     /// `POST /v1/private/mesh/check` with the right token and an empty body.
@@ -1044,15 +866,8 @@ mod tests {
             "blockchain": "0021",
             "session_block_height": sbh,
         });
-        let (status, body) = post(
-            &format!("{}/v1/private/mesh/session", sim.url()),
-            &[("Authorization", TOKEN)],
-            body.to_string().as_bytes(),
-        );
-        Resp {
-            status,
-            json: serde_json::from_str(&body).unwrap(),
-        }
+        let (status, body) = post(&format!("{}/v1/private/mesh/session", sim.url()), &[("Authorization", TOKEN)], body.to_string().as_bytes());
+        Resp { status, json: serde_json::from_str(&body).unwrap() }
     }
 
     #[test]
@@ -1078,18 +893,13 @@ mod tests {
         assert_eq!(c.chains, vec!["0021".to_string()]);
         let e = ServicerSimConfig::from_json(br#"{"auth_tokn":"t"}"#, "cfg.json").unwrap_err();
         assert!(e.contains("cfg.json") && e.contains("auth_tokn"), "{e}");
-        let e = ServicerSimConfig::from_json(br#"{"height":"tall","version":"v"}"#, "cfg.json")
-            .unwrap_err();
+        let e = ServicerSimConfig::from_json(br#"{"height":"tall","version":"v"}"#, "cfg.json").unwrap_err();
         assert!(e.contains("field `height`"), "{e}");
         let e = ServicerSimConfig::from_json(br#"{"servicers":["zz"]}"#, "cfg.json").unwrap_err();
         assert!(e.contains("servicers[0]"), "{e}");
         let app = kp(APP_SEED).public_hex;
-        let e = ServicerSimConfig::from_json(
-            format!(r#"{{"apps":[{{"public_key":"{app}","chains":[],"max_relays":1}}]}}"#)
-                .as_bytes(),
-            "cfg.json",
-        )
-        .unwrap_err();
+        let e =
+            ServicerSimConfig::from_json(format!(r#"{{"apps":[{{"public_key":"{app}","chains":[],"max_relays":1}}]}}"#).as_bytes(), "cfg.json").unwrap_err();
         assert!(e.contains("apps[0].chains"), "{e}");
         let e = ServicerSimConfig::from_json(br#"{"listen":"0.0.0.0:1"}"#, "c").unwrap_err();
         assert!(e.contains("listen") && e.contains("loopback"), "{e}");
@@ -1101,28 +911,14 @@ mod tests {
         let url = format!("{}/v1/private/mesh/check", sim.url());
         let (status, body) = post(&url, &[("Authorization", "nope")], b"{}");
         assert_eq!(status, 401);
-        assert_eq!(
-            serde_json::from_str::<Value>(&body).unwrap(),
-            json!({"code":401,"message":"wrong authtoken: nope"})
-        );
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"code":401,"message":"wrong authtoken: nope"}));
         let (status, _) = post(&url, &[], b"{}");
         assert_eq!(status, 401);
-        let (status, body) = post(
-            &format!("{url}?verify=true"),
-            &[("Authorization", TOKEN)],
-            b"",
-        );
+        let (status, body) = post(&format!("{url}?verify=true"), &[("Authorization", TOKEN)], b"");
         assert_eq!((status, body.as_str()), (200, "{}\n"));
-        let (status, body) = post(
-            &format!("{}/v1/private/mesh/relay?verify=true", sim.url()),
-            &[("Authorization", TOKEN)],
-            b"",
-        );
+        let (status, body) = post(&format!("{}/v1/private/mesh/relay?verify=true", sim.url()), &[("Authorization", TOKEN)], b"");
         assert_eq!(status, 200);
-        assert_eq!(
-            body,
-            "{\"dispatch\":null,\"error\":null,\"signature\":true}\n"
-        );
+        assert_eq!(body, "{\"dispatch\":null,\"error\":null,\"signature\":true}\n");
         assert_eq!(sim.stats().unauthorized, 2);
         assert_eq!(sim.stats().verify_calls, 2);
         assert_eq!(sim.stats().check_calls, 0);
@@ -1133,17 +929,10 @@ mod tests {
         let sim = start_servicer(config(5000)).unwrap();
         let good = kp(SERVICER_SEED).address_hex;
         let body = json!({"servicers": [good, "00".repeat(20)], "Chains": ["0021", "0001"]});
-        let (status, text) = post(
-            &format!("{}/v1/private/mesh/check", sim.url()),
-            &[("Authorization", TOKEN)],
-            body.to_string().as_bytes(),
-        );
+        let (status, text) = post(&format!("{}/v1/private/mesh/check", sim.url()), &[("Authorization", TOKEN)], body.to_string().as_bytes());
         assert_eq!(status, 200);
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            v["status"],
-            json!({"version":"RC-0.11.1","is_starting":false,"is_catching_up":false,"height":101})
-        );
+        assert_eq!(v["status"], json!({"version":"RC-0.11.1","is_starting":false,"is_catching_up":false,"height":101}));
         assert_eq!(v["blocks_per_session"], 4);
         assert_eq!(v["client_session_sync_allowance"], 1);
         assert_eq!(v["servicers"], false);
@@ -1162,10 +951,7 @@ mod tests {
         let body = crate::client::wire_json(&relay).into_bytes();
         let r = notify_ok(&sim, &body);
         assert_eq!(r.status, 200, "{}", r.json);
-        assert_eq!(
-            r.json,
-            json!({"signature": true, "error": null, "dispatch": null})
-        );
+        assert_eq!(r.json, json!({"signature": true, "error": null, "dispatch": null}));
         let r = notify_ok(&sim, &body);
         assert_eq!(code(&r), 37);
         assert_eq!(r.json["error"]["codespace"], "pocketcore");
@@ -1173,22 +959,13 @@ mod tests {
         // dedupe is on the signature-less proof hash.
         let mut again = relay.clone();
         again.proof.signature = "00".repeat(64);
-        assert_eq!(
-            code(&notify_ok(&sim, &serde_json::to_vec(&again).unwrap())),
-            37
-        );
+        assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&again).unwrap())), 37);
         let s = sim.stats();
         assert_eq!(s.accepted_total, 1);
         assert_eq!(s.duplicates, 2);
         assert_eq!(s.rejections.get(&37), Some(&2));
-        assert_eq!(
-            s.accepted_by_servicer.get(&kp(SERVICER_SEED).address_hex),
-            Some(&1)
-        );
-        assert_eq!(
-            s.accepted_proofs,
-            Some(vec![hex::encode(relay.proof.hash())])
-        );
+        assert_eq!(s.accepted_by_servicer.get(&kp(SERVICER_SEED).address_hex), Some(&1));
+        assert_eq!(s.accepted_proofs, Some(vec![hex::encode(relay.proof.hash())]));
         assert_eq!(s.notify_calls, 3);
         // The HTTP view lists proofs only on request.
         let (_, text) = crate::sim::testkit::get(&format!("{}/sim/stats", sim.url()));
@@ -1198,10 +975,7 @@ mod tests {
         assert_eq!(v["rejections"]["37"], 2);
         let (_, text) = crate::sim::testkit::get(&format!("{}/sim/stats?proofs=1", sim.url()));
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            v["accepted_proofs"],
-            json!([hex::encode(relay.proof.hash())])
-        );
+        assert_eq!(v["accepted_proofs"], json!([hex::encode(relay.proof.hash())]));
     }
 
     #[test]
@@ -1213,32 +987,13 @@ mod tests {
         assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&r).unwrap())), 74);
         // Valid relay for servicer 1 sent with servicer 2's X-Servicer.
         let r = builder().build(11);
-        let resp = notify_to(
-            &sim,
-            &serde_json::to_vec(&r).unwrap(),
-            &kp(SERVICER2_SEED).address_hex,
-        );
+        let resp = notify_to(&sim, &serde_json::to_vec(&r).unwrap(), &kp(SERVICER2_SEED).address_hex);
         assert_eq!(code(&resp), 34);
         // Missing X-Servicer is a mismatch too.
-        assert_eq!(
-            code(&notify_to(&sim, &serde_json::to_vec(&r).unwrap(), "")),
-            34
-        );
+        assert_eq!(code(&notify_to(&sim, &serde_json::to_vec(&r).unwrap(), "")), 34);
         // Unknown app (the client key signs as app: valid AAT, but not staked).
-        let stranger = RelayBuilder::new(
-            kp(CLIENT_SEED),
-            kp(CLIENT_SEED),
-            kp(SERVICER_SEED),
-            "0021",
-            101,
-        );
-        assert_eq!(
-            code(&notify_ok(
-                &sim,
-                &serde_json::to_vec(&stranger.build(12)).unwrap()
-            )),
-            45
-        );
+        let stranger = RelayBuilder::new(kp(CLIENT_SEED), kp(CLIENT_SEED), kp(SERVICER_SEED), "0021", 101);
+        assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&stranger.build(12)).unwrap())), 45);
         // Corrupted client signature → 41 from validate_basic.
         let mut r = builder().build(13);
         let mut sig = hex::decode(&r.proof.signature).unwrap();
@@ -1248,68 +1003,29 @@ mod tests {
         // Empty payload → 25; meta far from height → 75; unhosted chain → 26; old session → 60.
         let mut b = builder();
         b.data = String::new();
-        assert_eq!(
-            code(&notify_ok(&sim, &serde_json::to_vec(&b.build(14)).unwrap())),
-            25
-        );
+        assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&b.build(14)).unwrap())), 25);
         let mut b = builder();
         b.block_height = 101 + 11;
-        assert_eq!(
-            code(&notify_ok(&sim, &serde_json::to_vec(&b.build(15)).unwrap())),
-            75
-        );
+        assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&b.build(15)).unwrap())), 75);
         b.block_height = i64::MIN;
-        assert_eq!(
-            code(&notify_ok(&sim, &serde_json::to_vec(&b.build(15)).unwrap())),
-            75
-        );
-        let b = RelayBuilder::new(
-            kp(APP_SEED),
-            kp(CLIENT_SEED),
-            kp(SERVICER_SEED),
-            "0040",
-            101,
-        );
-        assert_eq!(
-            code(&notify_ok(&sim, &serde_json::to_vec(&b.build(16)).unwrap())),
-            26
-        );
+        assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&b.build(15)).unwrap())), 75);
+        let b = RelayBuilder::new(kp(APP_SEED), kp(CLIENT_SEED), kp(SERVICER_SEED), "0040", 101);
+        assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&b.build(16)).unwrap())), 26);
         let mut b = builder();
         b.session_height = 93; // latest 101, allowance 1 → 97 is the oldest accepted
         let resp = notify_ok(&sim, &serde_json::to_vec(&b.build(17)).unwrap());
         assert_eq!(code(&resp), 60);
         // 60 warrants a dispatch for the current session.
-        assert_eq!(
-            resp.json["dispatch"]["session"]["header"]["session_height"],
-            101
-        );
+        assert_eq!(resp.json["dispatch"]["session"]["header"]["session_height"], 101);
         let mut b = builder();
         b.session_height = 97;
         b.block_height = 101;
         let resp = notify_ok(&sim, &serde_json::to_vec(&b.build(18)).unwrap());
-        assert_eq!(
-            resp.status, 200,
-            "previous session within allowance: {}",
-            resp.json
-        );
+        assert_eq!(resp.status, 200, "previous session within allowance: {}", resp.json);
         let s = sim.stats();
         assert_eq!(s.accepted_total, 1);
-        for (c, n) in [
-            (74, 1),
-            (34, 2),
-            (45, 1),
-            (41, 1),
-            (25, 1),
-            (75, 2),
-            (26, 1),
-            (60, 1),
-        ] {
-            assert_eq!(
-                s.rejections.get(&c),
-                Some(&n),
-                "code {c}: {:?}",
-                s.rejections
-            );
+        for (c, n) in [(74, 1), (34, 2), (45, 1), (41, 1), (25, 1), (75, 2), (26, 1), (60, 1)] {
+            assert_eq!(s.rejections.get(&c), Some(&n), "code {c}: {:?}", s.rejections);
         }
         assert_eq!(s.accepted_proofs.map(|p| p.len()), Some(1));
     }
@@ -1319,17 +1035,8 @@ mod tests {
         let mut cfg = config(5000);
         cfg.chains.push("0040".into());
         let sim = start_servicer(cfg).unwrap();
-        let b = RelayBuilder::new(
-            kp(APP_SEED),
-            kp(CLIENT_SEED),
-            kp(SERVICER_SEED),
-            "0040",
-            101,
-        );
-        assert_eq!(
-            code(&notify_ok(&sim, &serde_json::to_vec(&b.build(1)).unwrap())),
-            13
-        );
+        let b = RelayBuilder::new(kp(APP_SEED), kp(CLIENT_SEED), kp(SERVICER_SEED), "0040", 101);
+        assert_eq!(code(&notify_ok(&sim, &serde_json::to_vec(&b.build(1)).unwrap())), 13);
     }
 
     #[test]
@@ -1337,38 +1044,22 @@ mod tests {
         // Six servicers, sessions of three nodes: each servicer sees itself plus the first others.
         let mut cfg = config(1_000_000);
         let extra: Vec<KeyPair> = (5u8..9).map(|b| KeyPair::from_seed(&[b; 32])).collect();
-        cfg.servicers
-            .extend(extra.iter().map(|k| k.public_hex.clone()));
+        cfg.servicers.extend(extra.iter().map(|k| k.public_hex.clone()));
         cfg.session_node_count = 3;
         let sim = start_servicer(cfg.clone()).unwrap();
         let keys_of = |r: &Resp| -> Vec<String> {
-            r.json["dispatch"]["session"]["nodes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n["public_key"].as_str().unwrap().to_string())
-                .collect()
+            r.json["dispatch"]["session"]["nodes"].as_array().unwrap().iter().map(|n| n["public_key"].as_str().unwrap().to_string()).collect()
         };
         let last = &extra[3];
         let r = session_req(&sim, &last.public_hex.to_ascii_uppercase(), 101);
         assert_eq!(r.status, 200, "{}", r.json);
-        assert_eq!(
-            keys_of(&r),
-            vec![
-                last.public_hex.clone(),
-                cfg.servicers[0].clone(),
-                cfg.servicers[1].clone()
-            ]
-        );
+        assert_eq!(keys_of(&r), vec![last.public_hex.clone(), cfg.servicers[0].clone(), cfg.servicers[1].clone()]);
         let first = session_req(&sim, &cfg.servicers[0], 101);
         assert_eq!(keys_of(&first), cfg.servicers[..3].to_vec());
         // Within the cap, every configured servicer is listed, in configuration order.
         cfg.session_node_count = 6;
         let sim = start_servicer(cfg.clone()).unwrap();
-        assert_eq!(
-            keys_of(&session_req(&sim, &last.public_hex, 101)),
-            cfg.servicers
-        );
+        assert_eq!(keys_of(&session_req(&sim, &last.public_hex, 101)), cfg.servicers);
     }
 
     #[test]
@@ -1385,10 +1076,7 @@ mod tests {
         assert_eq!(r.json["error"], Value::Null);
         let d = &r.json["dispatch"];
         assert_eq!(d["block_height"], 101);
-        assert_eq!(
-            d["session"]["header"],
-            json!({"app_public_key": kp(APP_SEED).public_hex, "chain": "0021", "session_height": 101})
-        );
+        assert_eq!(d["session"]["header"], json!({"app_public_key": kp(APP_SEED).public_hex, "chain": "0021", "session_height": 101}));
         let key = session_header_hash(&kp(APP_SEED).public_hex, "0021", 101);
         assert_eq!(d["session"]["key"], base64(&key));
         let nodes = d["session"]["nodes"].as_array().unwrap();
@@ -1400,18 +1088,9 @@ mod tests {
                    "tokens": "1000000000", "unstaking_time": "0001-01-01T00:00:00Z"})
         );
 
-        assert_eq!(
-            notify_ok(&sim, &serde_json::to_vec(&builder().build(1)).unwrap()).status,
-            200
-        );
-        assert_eq!(
-            session_req(&sim, &s1.public_hex, 101).json["remaining_relays"],
-            1
-        );
-        assert_eq!(
-            notify_ok(&sim, &serde_json::to_vec(&builder().build(2)).unwrap()).status,
-            200
-        );
+        assert_eq!(notify_ok(&sim, &serde_json::to_vec(&builder().build(1)).unwrap()).status, 200);
+        assert_eq!(session_req(&sim, &s1.public_hex, 101).json["remaining_relays"], 1);
+        assert_eq!(notify_ok(&sim, &serde_json::to_vec(&builder().build(2)).unwrap()).status, 200);
         let resp = notify_ok(&sim, &serde_json::to_vec(&builder().build(3)).unwrap());
         assert_eq!(code(&resp), 71);
         assert!(resp.json["dispatch"].is_object(), "71 warrants a dispatch");
@@ -1422,33 +1101,13 @@ mod tests {
         assert_eq!(r.json["remaining_relays"], 0);
         assert_eq!(r.json["success"], false);
         // The budget is per servicer: servicer 2 still has its own.
-        assert_eq!(
-            session_req(&sim, &kp(SERVICER2_SEED).public_hex, 101).json["remaining_relays"],
-            2
-        );
-        let b2 = RelayBuilder::new(
-            kp(APP_SEED),
-            kp(CLIENT_SEED),
-            kp(SERVICER2_SEED),
-            "0021",
-            101,
-        );
-        let resp = notify_to(
-            &sim,
-            &serde_json::to_vec(&b2.build(1)).unwrap(),
-            &kp(SERVICER2_SEED).address_hex,
-        );
+        assert_eq!(session_req(&sim, &kp(SERVICER2_SEED).public_hex, 101).json["remaining_relays"], 2);
+        let b2 = RelayBuilder::new(kp(APP_SEED), kp(CLIENT_SEED), kp(SERVICER2_SEED), "0021", 101);
+        let resp = notify_to(&sim, &serde_json::to_vec(&b2.build(1)).unwrap(), &kp(SERVICER2_SEED).address_hex);
         assert_eq!(resp.status, 200, "{}", resp.json);
         // Raising the budget at runtime lets servicer 1 continue.
-        sim.control(&SimControl {
-            max_relays_override: Some(Some(20)),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(
-            session_req(&sim, &s1.public_hex, 101).json["remaining_relays"],
-            3
-        );
+        sim.control(&SimControl { max_relays_override: Some(Some(20)), ..Default::default() }).unwrap();
+        assert_eq!(session_req(&sim, &s1.public_hex, 101).json["remaining_relays"], 3);
         let s = sim.stats();
         assert_eq!(s.accepted_total, 3);
         assert_eq!(s.rejections.get(&71), Some(&1));
@@ -1458,36 +1117,15 @@ mod tests {
     fn session_error_order() {
         let sim = start_servicer(config(5000)).unwrap();
         let r = session_req(&sim, &kp(CLIENT_SEED).public_hex, 101);
-        assert_eq!(
-            (
-                r.json["error"]["codespace"].as_str(),
-                r.json["error"]["code"].as_u64()
-            ),
-            (Some("sdk"), Some(1))
-        );
-        assert_eq!(
-            r.json["error"]["message"],
-            "Failed to find correct servicer PK"
-        );
+        assert_eq!((r.json["error"]["codespace"].as_str(), r.json["error"]["code"].as_u64()), (Some("sdk"), Some(1)));
+        assert_eq!(r.json["error"]["message"], "Failed to find correct servicer PK");
         let r = session_req(&sim, &kp(SERVICER_SEED).public_hex, 97);
-        assert_eq!(
-            r.json["error"]["code"], 60,
-            "session must be the latest one"
-        );
+        assert_eq!(r.json["error"]["code"], 60, "session must be the latest one");
         sim.set_height(104).unwrap(); // 104 % 4 == 0 → latest session is still 101
-        assert_eq!(
-            session_req(&sim, &kp(SERVICER_SEED).public_hex, 101).status,
-            200
-        );
+        assert_eq!(session_req(&sim, &kp(SERVICER_SEED).public_hex, 101).status, 200);
         sim.set_height(105).unwrap();
-        assert_eq!(
-            session_req(&sim, &kp(SERVICER_SEED).public_hex, 101).json["error"]["code"],
-            60
-        );
-        assert_eq!(
-            session_req(&sim, &kp(SERVICER_SEED).public_hex, 105).status,
-            200
-        );
+        assert_eq!(session_req(&sim, &kp(SERVICER_SEED).public_hex, 101).json["error"]["code"], 60);
+        assert_eq!(session_req(&sim, &kp(SERVICER_SEED).public_hex, 105).status, 200);
         assert_eq!(sim.stats().session_calls, 5);
     }
 
@@ -1505,25 +1143,13 @@ mod tests {
         assert_eq!(r.json["error"]["codespace"], "sdk");
         let r = notify_ok(&sim, &serde_json::to_vec(&builder().build(1)).unwrap());
         assert_eq!(r.status, 400);
-        assert_eq!(
-            r.json,
-            json!({"signature": false, "error": {}, "dispatch": null})
-        );
+        assert_eq!(r.json, json!({"signature": false, "error": {}, "dispatch": null}));
         sim.set_mode(SimMode::Starting);
         let (_, text) = check(&sim);
-        assert_eq!(
-            serde_json::from_str::<Value>(&text).unwrap()["status"]["is_starting"],
-            true
-        );
-        assert_eq!(
-            notify_ok(&sim, &serde_json::to_vec(&builder().build(1)).unwrap()).status,
-            400
-        );
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["status"]["is_starting"], true);
+        assert_eq!(notify_ok(&sim, &serde_json::to_vec(&builder().build(1)).unwrap()).status, 400);
         sim.set_mode(SimMode::Ok);
-        assert_eq!(
-            notify_ok(&sim, &serde_json::to_vec(&builder().build(1)).unwrap()).status,
-            200
-        );
+        assert_eq!(notify_ok(&sim, &serde_json::to_vec(&builder().build(1)).unwrap()).status, 200);
         let s = sim.stats();
         assert_eq!(s.rejections.get(&0), Some(&2));
         assert_eq!(s.accepted_total, 1);
@@ -1542,41 +1168,22 @@ mod tests {
         assert_eq!(status, 200);
         let url = format!("{}/v1/private/mesh/relay", sim.url());
         let xs = kp(SERVICER_SEED).address_hex;
-        let (status, _) = post(
-            &url,
-            &[("Authorization", TOKEN), ("X-Servicer", &xs)],
-            &relay,
-        );
+        let (status, _) = post(&url, &[("Authorization", TOKEN), ("X-Servicer", &xs)], &relay);
         assert_eq!(status, 503);
         let (status, text) = control(&sim, br#"{"fail_notify_status":0,"bogus":1}"#);
         assert_eq!(status, 400, "unknown control fields are refused: {text}");
-        sim.control(&SimControl {
-            fail_notify_status: Some(0),
-            ..Default::default()
-        })
-        .unwrap();
+        sim.control(&SimControl { fail_notify_status: Some(0), ..Default::default() }).unwrap();
         let s = sim.stats();
-        assert_eq!(
-            (s.forced_failures, s.notify_calls, s.accepted_total),
-            (1, 0, 0)
-        );
+        assert_eq!((s.forced_failures, s.notify_calls, s.accepted_total), (1, 0, 0));
 
         // Pooled connection + paused sim → prompt connection error, then the same port again.
         let a = agent();
         sim.pause();
         let t0 = std::time::Instant::now();
-        assert!(a
-            .post(&url)
-            .header("Authorization", TOKEN)
-            .send(&relay[..])
-            .is_err());
+        assert!(a.post(&url).header("Authorization", TOKEN).send(&relay[..]).is_err());
         assert!(t0.elapsed() < std::time::Duration::from_secs(2));
         sim.resume().unwrap();
-        let (status, _) = post(
-            &url,
-            &[("Authorization", TOKEN), ("X-Servicer", &xs)],
-            &relay,
-        );
+        let (status, _) = post(&url, &[("Authorization", TOKEN), ("X-Servicer", &xs)], &relay);
         assert_eq!(status, 200);
         assert_eq!(sim.stats().accepted_total, 1, "state survives pause/resume");
         sim.stop();
@@ -1586,22 +1193,13 @@ mod tests {
     fn concurrent_duplicates_are_accepted_exactly_once() {
         let cfg = config(5000);
         let sim = start_servicer(cfg).unwrap();
-        let relays: Vec<Vec<u8>> = (0..5)
-            .map(|e| serde_json::to_vec(&builder().build(100 + e)).unwrap())
-            .collect();
+        let relays: Vec<Vec<u8>> = (0..5).map(|e| serde_json::to_vec(&builder().build(100 + e)).unwrap()).collect();
         let url = format!("{}/v1/private/mesh/relay", sim.url());
         let xs = kp(SERVICER_SEED).address_hex;
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let (relays, url, xs) = (relays.clone(), url.clone(), xs.clone());
-                std::thread::spawn(move || {
-                    relays
-                        .iter()
-                        .filter(|r| {
-                            post(&url, &[("Authorization", TOKEN), ("X-Servicer", &xs)], r).0 == 200
-                        })
-                        .count()
-                })
+                std::thread::spawn(move || relays.iter().filter(|r| post(&url, &[("Authorization", TOKEN), ("X-Servicer", &xs)], r).0 == 200).count())
             })
             .collect();
         let ok: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();

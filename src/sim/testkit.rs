@@ -29,13 +29,7 @@ pub struct RelayBuilder {
 impl RelayBuilder {
     /// `app` signs the AAT for `client`; `block_height` starts equal to the session height,
     /// as pocket-js sets it.
-    pub fn new(
-        app: KeyPair,
-        client: KeyPair,
-        servicer: KeyPair,
-        chain: &str,
-        session_height: i64,
-    ) -> Self {
+    pub fn new(app: KeyPair, client: KeyPair, servicer: KeyPair, chain: &str, session_height: i64) -> Self {
         RelayBuilder {
             client: RelayClient::new(app, client),
             servicer,
@@ -49,30 +43,14 @@ impl RelayBuilder {
     }
 
     pub fn build(&self, entropy: i64) -> Relay {
-        let payload = Payload {
-            data: self.data.clone(),
-            method: self.method.clone(),
-            path: self.path.clone(),
-            headers: None,
-        };
-        self.client.build(
-            &self.servicer.public_hex,
-            &self.chain,
-            self.session_height,
-            self.block_height,
-            entropy,
-            payload,
-        )
+        let payload = Payload { data: self.data.clone(), method: self.method.clone(), path: self.path.clone(), headers: None };
+        self.client.build(&self.servicer.public_hex, &self.chain, self.session_height, self.block_height, entropy, payload)
     }
 }
 
 /// Blocking client: 5 s overall timeout, statuses are not errors.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into()
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(5))).build().into()
 }
 
 /// POST `body` with `headers`; returns (status, body text). Panics on transport errors.
@@ -83,27 +61,14 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     }
     let mut resp = rq.send(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
     let status = resp.status().as_u16();
-    (
-        status,
-        resp.body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("POST {url} body: {e}")),
-    )
+    (status, resp.body_mut().read_to_string().unwrap_or_else(|e| panic!("POST {url} body: {e}")))
 }
 
 /// GET; returns (status, body text). Panics on transport errors.
 pub fn get(url: &str) -> (u16, String) {
-    let mut resp = agent()
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut resp = agent().get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = resp.status().as_u16();
-    (
-        status,
-        resp.body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("GET {url} body: {e}")),
-    )
+    (status, resp.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url} body: {e}")))
 }
 
 #[cfg(test)]
@@ -115,18 +80,8 @@ mod tests {
     #[test]
     fn builder_reproduces_pocket_js_reference_relay() {
         let kp = |s: &str| KeyPair::from_hex(s).unwrap();
-        let relay = RelayBuilder::new(
-            kp(APP_SEED),
-            kp(CLIENT_SEED),
-            kp(SERVICER_SEED),
-            "0021",
-            101,
-        )
-        .build(7226337963384726);
-        assert_eq!(
-            relay.proof.request_hash,
-            "f682374dfaa4bd423c51f49067a36ca999af35debfef8b04a8e1cac84a64311f"
-        );
+        let relay = RelayBuilder::new(kp(APP_SEED), kp(CLIENT_SEED), kp(SERVICER_SEED), "0021", 101).build(7226337963384726);
+        assert_eq!(relay.proof.request_hash, "f682374dfaa4bd423c51f49067a36ca999af35debfef8b04a8e1cac84a64311f");
         assert_eq!(
             relay.proof.aat.signature,
             "29c69ff702fd362f82b38220960fbb110aacffc5299f47533a18fc6ea94789f83fbbf386504a65971b722ff5216909da0bb6cef5953c08ad98240f03bea22505"
@@ -135,9 +90,6 @@ mod tests {
             relay.proof.signature,
             "b1555fc78838b57fa7d56318242ac6b23b8df14d70455ae874a1026805bd4362755f50dbec28ce356ab33a9f1cc62795211a64ee9f8b666679809dc5cbeb7109"
         );
-        assert_eq!(
-            hex::encode(relay.proof.hash()),
-            "4aac2ffeeaf73510d1e42cde4ce02ce3214ab7a389e0993f5c1bfb136bcf44f8"
-        );
+        assert_eq!(hex::encode(relay.proof.hash()), "4aac2ffeeaf73510d1e42cde4ce02ce3214ab7a389e0993f5c1bfb136bcf44f8");
     }
 }

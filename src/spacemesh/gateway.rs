@@ -74,8 +74,7 @@ async fn pass_through(st: &State, out: Outgoing) -> UpstreamAnswer {
     match forward(&st.nodes, &st.client, Arc::new(out), Select::All, PASS_THROUGH_ROUNDS, deadline(st)).await {
         Forwarded::Answer { answer, .. } => answer,
         Forwarded::Exhausted { last, errors } => {
-            let mut answer =
-                last.unwrap_or_else(|| text(503, &format!("meshd: no node service available: {}", errors.join("; "))));
+            let mut answer = last.unwrap_or_else(|| text(503, &format!("meshd: no node service available: {}", errors.join("; "))));
             if header(&answer.headers, "Retry-After").is_none() {
                 answer.headers.push(("Retry-After".into(), "1".into()));
             }
@@ -173,21 +172,15 @@ async fn publish(st: &Rc<State>, route: Route, out: Outgoing, client: &str) -> U
         Ok(Enqueued::Duplicate(existing)) => {
             st.publishes.duplicates.set(st.publishes.duplicates.get() + 1);
             match existing.state {
-                PublishState::Rejected { status, body, .. } => publish_answer(
-                    UpstreamAnswer { status, headers: vec![("Content-Type".into(), "plain/text".into())], body },
-                    "duplicate",
-                ),
+                PublishState::Rejected { status, body, .. } => {
+                    publish_answer(UpstreamAnswer { status, headers: vec![("Content-Type".into(), "plain/text".into())], body }, "duplicate")
+                }
                 _ => ok("duplicate"),
             }
         }
         Ok(Enqueued::New) => {
             st.publishes.queued.set(st.publishes.queued.get() + 1);
-            log::info!(
-                "event=spacemesh_publish_queued route={} bytes={} client={client} hash={}",
-                route.path(),
-                out.body.len(),
-                hex::encode(hash)
-            );
+            log::info!("event=spacemesh_publish_queued route={} bytes={} client={client} hash={}", route.path(), out.body.len(), hex::encode(hash));
             if owner {
                 deliver_inline(st, hash, record, out).await
             } else {

@@ -57,11 +57,7 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 
 /// A local plain-text answer.
 pub fn text(status: u16, message: &str) -> UpstreamAnswer {
-    UpstreamAnswer {
-        status,
-        headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
-        body: format!("{message}\n").into_bytes(),
-    }
+    UpstreamAnswer { status, headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())], body: format!("{message}\n").into_bytes() }
 }
 
 /// A local JSON answer.
@@ -73,8 +69,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> UpstreamAnswer {
 
 /// Values of rs/cors as go-spacemesh configures it (spacemesh-node-split.md §2).
 pub const CORS_ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS, HEAD";
-pub const CORS_EXPOSE_HEADERS: &str =
-    "Server, Date, Content-Type, Content-Length, Connection, Vary, X-Final-Url, Access-Control-Allow-Origin";
+pub const CORS_EXPOSE_HEADERS: &str = "Server, Date, Content-Type, Content-Length, Connection, Vary, X-Final-Url, Access-Control-Allow-Origin";
 pub const CORS_MAX_AGE: &str = "300";
 
 /// Drop every upstream `Access-Control-*` header (two sets confuse browsers: go-spacemesh PR
@@ -116,12 +111,7 @@ mod tests {
             body: vec![],
         };
         apply_cors(&mut a, None);
-        let acao: Vec<&str> = a
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("access-control-allow-origin"))
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let acao: Vec<&str> = a.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("access-control-allow-origin")).map(|(_, v)| v.as_str()).collect();
         assert_eq!(acao, vec!["*"]);
         assert!(header(&a.headers, "access-control-allow-credentials").is_none());
         assert_eq!(header(&a.headers, "Access-Control-Allow-Headers"), Some("*"));

@@ -12,9 +12,9 @@ use crate::ops::metrics::{family, labels};
 pub fn render(out: &mut String, moniker: &str, state: &State, stored: Option<&Result<QueueCounts, String>>) {
     let pools: Vec<(&str, &Pool)> = std::iter::once(("node", &*state.nodes)).chain(state.v2.as_deref().map(|v2| ("v2", v2))).collect();
     let upstreams = |value: fn(&Upstream) -> u64| {
-        pools.iter().flat_map(move |(pool, p)| {
-            p.upstreams.iter().map(move |u| (labels(&[("moniker", moniker), ("pool", pool), ("upstream", &u.url)]), value(u)))
-        })
+        pools
+            .iter()
+            .flat_map(move |(pool, p)| p.upstreams.iter().map(move |u| (labels(&[("moniker", moniker), ("pool", pool), ("upstream", &u.url)]), value(u))))
     };
     family(
         out,
@@ -47,8 +47,7 @@ pub fn render(out: &mut String, moniker: &str, state: &State, stored: Option<&Re
     );
 
     let clients = state.clients.borrow();
-    let per_client =
-        |value: fn(&ClientCounters) -> u64| clients.iter().map(move |(client, c)| (labels(&[("moniker", moniker), ("client", client)]), value(c)));
+    let per_client = |value: fn(&ClientCounters) -> u64| clients.iter().map(move |(client, c)| (labels(&[("moniker", moniker), ("client", client)]), value(c)));
     family(
         out,
         "meshd_spacemesh_client_requests_total",
@@ -78,13 +77,7 @@ pub fn render(out: &mut String, moniker: &str, state: &State, stored: Option<&Re
         outcomes.map(|(outcome, value)| (labels(&[("moniker", moniker), ("outcome", outcome)]), value)),
     );
     if let Some(Ok(q)) = stored {
-        let states = [
-            ("pending", q.pending),
-            ("delivered", q.delivered),
-            ("rejected", q.rejected),
-            ("expired", q.expired),
-            ("undecodable", q.undecodable),
-        ];
+        let states = [("pending", q.pending), ("delivered", q.delivered), ("rejected", q.rejected), ("expired", q.expired), ("undecodable", q.undecodable)];
         family(
             out,
             "meshd_spacemesh_publish_queue",

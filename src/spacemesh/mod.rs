@@ -127,9 +127,7 @@ impl State {
             .clients
             .borrow()
             .iter()
-            .map(|(ip, c)| {
-                (ip.clone(), json!({"requests": c.requests, "api_requests": c.api_requests, "publishes": c.publishes}))
-            })
+            .map(|(ip, c)| (ip.clone(), json!({"requests": c.requests, "api_requests": c.api_requests, "publishes": c.publishes})))
             .collect();
         let p = &self.publishes;
         let queue = match queue {
@@ -215,14 +213,7 @@ pub fn start(
     let interval = Duration::from_secs(settings.health_interval.max(1));
     let probe_timeout = Duration::from_millis(settings.request_timeout.clamp(100, 5_000));
     for i in 0..state.nodes.upstreams.len() {
-        let probe = upstream::probe_loop(
-            state.nodes.clone(),
-            state.client.clone(),
-            i,
-            settings.health_path.clone(),
-            interval,
-            probe_timeout,
-        );
+        let probe = upstream::probe_loop(state.nodes.clone(), state.client.clone(), i, settings.health_path.clone(), interval, probe_timeout);
         ex.spawn(probe).detach();
     }
     if let Some(v2) = &state.v2 {

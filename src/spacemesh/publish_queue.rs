@@ -226,9 +226,7 @@ impl PublishQueue {
             let old = match QueuedPublish::decode(bytes) {
                 Ok(r) => match r.state {
                     PublishState::Pending => false,
-                    PublishState::Delivered { at_ms, .. } | PublishState::Rejected { at_ms, .. } | PublishState::Expired { at_ms } => {
-                        at_ms < older_than_ms
-                    }
+                    PublishState::Delivered { at_ms, .. } | PublishState::Rejected { at_ms, .. } | PublishState::Expired { at_ms } => at_ms < older_than_ms,
                 },
                 Err(_) => true,
             };
@@ -348,9 +346,7 @@ mod tests {
 
         let store = Arc::new(Store::open(&dir, 16, Durability::Async).unwrap());
         let q = PublishQueue::open(store.clone()).unwrap();
-        assert!(
-            matches!(q.enqueue(&h1, &record(b"one", 40)).unwrap(), Enqueued::Duplicate(r) if matches!(r.state, PublishState::Delivered { .. }))
-        );
+        assert!(matches!(q.enqueue(&h1, &record(b"one", 40)).unwrap(), Enqueued::Duplicate(r) if matches!(r.state, PublishState::Delivered { .. })));
         assert_eq!(q.pending(10).unwrap().len(), 1, "the pending one survived the reopen");
         assert_eq!(q.prune(50).unwrap(), 0, "tombstone is newer than the cut");
         assert_eq!(q.prune(101).unwrap(), 1);

@@ -225,13 +225,7 @@ impl Pool {
                 log::info!("event=spacemesh_upstream_ready pool={} url={} was={}", self.kind, u.url, before.as_str());
                 self.became_ready.notify(usize::MAX);
             }
-            _ => log::warn!(
-                "event=spacemesh_upstream_unhealthy pool={} url={} state={} error={:?}",
-                self.kind,
-                u.url,
-                h.as_str(),
-                u.last_error.borrow()
-            ),
+            _ => log::warn!("event=spacemesh_upstream_unhealthy pool={} url={} state={} error={:?}", self.kind, u.url, h.as_str(), u.last_error.borrow()),
         }
         if self.policy == Policy::Sticky && h != Health::Ready && self.sticky.get() == Some(i) {
             // The next request moves on; count the failover against the node we leave.
@@ -327,14 +321,7 @@ pub const ROUND_PAUSE: Duration = Duration::from_millis(100);
 /// (the order is recomputed each round from the health just learned) and within `deadline`.
 /// Each attempt gets half of the time left (all of it for the last candidate of the last
 /// round), so one hung node cannot eat the budget of a request another node could serve.
-pub async fn forward(
-    pool: &Pool,
-    client: &Client,
-    out: Arc<Outgoing>,
-    select: Select,
-    rounds: usize,
-    deadline: Instant,
-) -> Forwarded {
+pub async fn forward(pool: &Pool, client: &Client, out: Arc<Outgoing>, select: Select, rounds: usize, deadline: Instant) -> Forwarded {
     let mut last = None;
     let mut errors = Vec::new();
     // A request the HTTP stack cannot even express (bad URI or header) is the client's fault:
@@ -471,10 +458,7 @@ mod tests {
 
     #[test]
     fn credentials_become_a_header() {
-        assert_eq!(
-            split_userinfo("https://u:p@node.example:443/base"),
-            ("https://node.example:443/base".into(), Some("Basic dTpw".into()))
-        );
+        assert_eq!(split_userinfo("https://u:p@node.example:443/base"), ("https://node.example:443/base".into(), Some("Basic dTpw".into())));
         assert_eq!(split_userinfo("http://127.0.0.1:9099"), ("http://127.0.0.1:9099".into(), None));
         assert_eq!(split_userinfo("http://h/p@x"), ("http://h/p@x".into(), None), "an @ in the path is not userinfo");
         let p = Pool::new("t", &["http://u:secret@a:1".into()], Policy::Sticky);

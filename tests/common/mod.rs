@@ -57,16 +57,7 @@ impl Stack {
         .unwrap();
         write_datadir(&dir, port, &servicer.url(), &chain.url(), &servicer_key, &extra).unwrap();
         let log = dir.join("meshd.log");
-        Stack {
-            dir,
-            port,
-            chain,
-            servicer: Arc::new(Mutex::new(servicer)),
-            servicer_key,
-            client: RelayClient::new(app, client),
-            meshd: None,
-            log,
-        }
+        Stack { dir, port, chain, servicer: Arc::new(Mutex::new(servicer)), servicer_key, client: RelayClient::new(app, client), meshd: None, log }
     }
 
     /// Start the meshd binary and wait until its relay port accepts connections.
@@ -210,12 +201,8 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (
         builder = builder.header(*name, *value);
     }
     let request = builder.body(body.to_vec()).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .allow_non_standard_methods(true)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).allow_non_standard_methods(true).timeout_global(Some(Duration::from_secs(10))).build().into();
     let mut response = agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = response.status().as_u16();
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
