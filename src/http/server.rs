@@ -446,6 +446,7 @@ fn set_paused(shared: &Shared, paused: bool) {
 
 fn spawn_connection<'a>(stream: Async<TcpStream>, peer: SocketAddr, shared: &Rc<Shared>, ex: &'a smol::LocalExecutor<'a>) {
     let _ = stream.get_ref().set_nodelay(true);
+    bound_send_buffer(stream.get_ref());
     let id = shared.next_id.get();
     shared.next_id.set(id + 1);
     let conn =
@@ -728,6 +729,29 @@ impl futures_lite::AsyncWrite for WriteDeadline {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// Kernel send buffer of an accepted connection. Left to autotuning, Linux lets it grow to
+/// `tcp_wmem`'s maximum (4 MiB here): a client that pipelines small requests and never reads
+/// would park megabytes of answers in the kernel without one write stalling, so the write
+/// deadline would never fire (`tests/listener_resilience.rs`). 256 KiB still holds any answer
+/// meshd writes in one go for a normal reader.
+const SEND_BUFFER_BYTES: libc::c_int = 256 * 1024;
+
+fn bound_send_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SEND_BUFFER_BYTES;
+    // SAFETY: setsockopt reads `size` (a c_int of the given length) only; the descriptor is
+    // the stream's own, open for the duration of the call.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
