@@ -170,6 +170,12 @@ fn cmd_start(args: Vec<OsString>) -> Result<i32, Failure> {
     for warning in &loaded.warnings {
         log::warn!("event=config_warning {warning}");
     }
+    // hyper's server formats its `Date` header with `httpdate`, which panics on a clock before
+    // 1970 (a board without RTC before NTP): refuse to start instead, as an environment fault
+    // that systemd retries until the clock is set (README "Known limits").
+    if std::time::SystemTime::now() < std::time::UNIX_EPOCH {
+        return Err(Failure::env("the wall clock reads before 1970; start meshd after the clock is set (time sync)"));
+    }
     if loaded.mesh_token.is_none() {
         let path = loaded.resolve(&loaded.settings.auth_token_file);
         // Cannot write the token file: a read-only or missing mount, a restart may cure it.
