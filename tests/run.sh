@@ -5,6 +5,10 @@
 # (ganache, from npm). Each step installs what it lacks (apt-get, pip, cargo install, npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# faketime drives the clock-before-1970 test (tests/queue_integrity.rs).
+if ! command -v faketime >/dev/null 2>&1; then
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y faketime
+fi
 cargo build --locked
 cargo test --locked
 bash tests/metrics_check.sh      # promtool check metrics on a live scrape
