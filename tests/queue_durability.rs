@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{agent, send, wait_until, Sent, Stack};
-use meshd::queue::{Durability, QueuedRelay, Store, WriteOp, WriteResult};
+use meshd::queue::{Durability, Store, WriteOp, WriteResult};
 use meshd::sim::{SimControl, SimMode};
 use serde_json::json;
 
@@ -180,23 +180,7 @@ fn a_corrupt_record_is_dead_lettered_and_the_rest_drain() {
     let queue_dir = stack.dir.join("data/queue");
     let store = Store::open(&queue_dir, 64, Durability::Sync).unwrap();
     let address = meshd::protocol::address_of(&stack.servicer_key.public_bytes());
-    let mut ops = Vec::new();
-    for i in 0..3 {
-        let relay = stack.relay(500 + i);
-        ops.push(WriteOp::Append(Box::new(QueuedRelay {
-            servicer_address: address,
-            servicer_public_key: stack.servicer_key.public_bytes(),
-            chain: relay.proof.blockchain.clone(),
-            app_public_key: relay.proof.aat.app_pub_key.clone(),
-            session_height: relay.proof.session_block_height,
-            proof_hash: relay.proof.hash(),
-            served_at_ms: 0,
-            attempts: 0,
-            not_before_ms: 0,
-            last_error: String::new(),
-            relay_json: meshd::client::wire_json(&relay).into_bytes(),
-        })));
-    }
+    let ops: Vec<WriteOp> = (0..3).map(|i| WriteOp::Append(Box::new(stack.queued_relay(500 + i)))).collect();
     assert!(store.apply(&ops).unwrap().iter().all(|r| matches!(r, WriteResult::Appended(_))));
     store.put_raw_pending(&meshd::queue::store::pending_key(&address, 1_000_000), b"\x07garbage").unwrap();
     store.close();

@@ -133,27 +133,9 @@ fn a_removed_data_dir_stops_acknowledging_and_exits_for_a_restart() {
 
 /// A queue with a few relays in it, written while no daemon runs.
 fn seed_queue(stack: &Stack, n: i64) {
-    use meshd::queue::{Durability, QueuedRelay, Store, WriteOp, WriteResult};
+    use meshd::queue::{Durability, Store, WriteOp, WriteResult};
     let store = Store::open(&stack.dir.join("data/queue"), 64, Durability::Sync).unwrap();
-    let address = meshd::protocol::address_of(&stack.servicer_key.public_bytes());
-    let ops: Vec<WriteOp> = (0..n)
-        .map(|i| {
-            let relay = stack.relay(500 + i);
-            WriteOp::Append(Box::new(QueuedRelay {
-                servicer_address: address,
-                servicer_public_key: stack.servicer_key.public_bytes(),
-                chain: relay.proof.blockchain.clone(),
-                app_public_key: relay.proof.aat.app_pub_key.clone(),
-                session_height: relay.proof.session_block_height,
-                proof_hash: relay.proof.hash(),
-                served_at_ms: 0,
-                attempts: 0,
-                not_before_ms: 0,
-                last_error: String::new(),
-                relay_json: meshd::client::wire_json(&relay).into_bytes(),
-            }))
-        })
-        .collect();
+    let ops: Vec<WriteOp> = (0..n).map(|i| WriteOp::Append(Box::new(stack.queued_relay(500 + i)))).collect();
     assert!(store.apply(&ops).unwrap().iter().all(|r| matches!(r, WriteResult::Appended(_))));
     store.close();
 }

@@ -875,24 +875,30 @@ mod tests {
         assert_eq!(client.idle_connections(), 1);
     }
 
+    /// `n` GETs of `url` in flight at once, each on a task of its own.
+    fn concurrent_gets(ex: &'static smol::LocalExecutor<'static>, client: &Client, url: &str, n: usize) -> Vec<Result<Answer, ClientError>> {
+        run(ex, async {
+            let calls: Vec<_> = (0..n)
+                .map(|_| {
+                    let (c, url) = (client.clone(), url.to_string());
+                    ex.spawn(async move { c.send(Outgoing::new("GET", &url)).await })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for call in calls {
+                answers.push(call.await);
+            }
+            answers
+        })
+    }
+
     #[test]
     fn concurrent_calls_open_connections_and_pool_them() {
         let server = ok_server();
         let (ex, client) = client();
-        run(ex, async {
-            let calls: Vec<_> = (0..3)
-                .map(|_| {
-                    ex.spawn({
-                        let c = client.clone();
-                        let url = server.url("/");
-                        async move { c.send(Outgoing::new("GET", &url)).await }
-                    })
-                })
-                .collect();
-            for call in calls {
-                assert_eq!(call.await.unwrap().status, 200);
-            }
-        });
+        for answer in concurrent_gets(ex, &client, &server.url("/"), 3) {
+            assert_eq!(answer.unwrap().status, 200);
+        }
         assert_eq!(server.connections.load(SeqCst), 3);
         assert_eq!(client.idle_connections(), 3);
     }
@@ -903,20 +909,9 @@ mod tests {
         let mut settings = ClientSettings::new(Duration::from_secs(10));
         settings.max_idle_per_host = 2;
         let (ex, client) = client_with(settings);
-        run(ex, async {
-            let calls: Vec<_> = (0..4)
-                .map(|_| {
-                    ex.spawn({
-                        let c = client.clone();
-                        let url = server.url("/");
-                        async move { c.send(Outgoing::new("GET", &url)).await }
-                    })
-                })
-                .collect();
-            for call in calls {
-                call.await.unwrap();
-            }
-        });
+        for answer in concurrent_gets(ex, &client, &server.url("/"), 4) {
+            answer.unwrap();
+        }
         assert_eq!(server.connections.load(SeqCst), 4);
         assert_eq!(client.idle_connections(), 2);
     }

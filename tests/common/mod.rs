@@ -112,6 +112,25 @@ impl Stack {
         self.client.build(&self.servicer_key.public_hex, CHAIN, SESSION_HEIGHT, SESSION_HEIGHT, entropy, payload)
     }
 
+    /// The queue record meshd would commit for `self.relay(entropy)` (for tests that write a
+    /// queue while no daemon runs).
+    pub fn queued_relay(&self, entropy: i64) -> meshd::queue::QueuedRelay {
+        let relay = self.relay(entropy);
+        meshd::queue::QueuedRelay {
+            servicer_address: meshd::protocol::address_of(&self.servicer_key.public_bytes()),
+            servicer_public_key: self.servicer_key.public_bytes(),
+            chain: relay.proof.blockchain.clone(),
+            app_public_key: relay.proof.aat.app_pub_key.clone(),
+            session_height: relay.proof.session_block_height,
+            proof_hash: relay.proof.hash(),
+            served_at_ms: 0,
+            attempts: 0,
+            not_before_ms: 0,
+            last_error: String::new(),
+            relay_json: wire_json(&relay).into_bytes(),
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/v1/client/relay", self.port)
     }
