@@ -7,7 +7,7 @@ use meshd::exit_code::{CONFIG as EXIT_CONFIG, ENVIRONMENT as EXIT_ENVIRONMENT};
 use meshd::{config, daemon, protocol};
 use std::path::PathBuf;
 
-// Exit codes (README "Exit codes", src/exit_code.rs): 0 success; 1 an environment fault a
+// Exit codes (docs/deploy.md, src/exit_code.rs): 0 success; 1 an environment fault a
 // restart may cure (read-only or late mount, port taken, full disk, queue lock held, data dir
 // removed under the daemon); 2 configuration or usage error (systemd does not restart it);
 // 3 damaged queue file. A panic aborts (SIGABRT, 134).

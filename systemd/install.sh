@@ -7,8 +7,8 @@
 # --binary   the meshd binary to install as /usr/local/bin/meshd
 # --datadir  your data dir: config.json, key/key.json, chains.json, auth/servicer.json and,
 #            if present, chains_name_map.json and auth/mesh.json. Only these files are copied
-#            to /var/lib/meshd (never README.md, grafana/ or dotfiles); key and auth files get
-#            mode 0600, directories 0700, all owned by the meshd user.
+#            to /var/lib/meshd (never README.md, grafana/ or dotfiles); files get mode
+#            0600, directories 0700, all owned by the meshd user.
 # --unit     the unit file (default: meshd.service next to this script)
 # --docs     directory holding README.md and docs/ (default: the repository this script is in,
 #            else next to the unit); installed to /usr/local/share/doc/meshd (the unit's

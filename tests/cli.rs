@@ -124,3 +124,29 @@ fn metrics_bind_their_own_address() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains(&format!("metrics:      127.0.0.2:{port}")), "{stdout}");
 }
+
+#[test]
+fn the_documented_servicer_simulator_config_runs() {
+    use std::io::BufRead;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/simulators.md")).unwrap();
+    let start = doc.find("```json\n").expect("docs/simulators.md has a JSON config block") + "```json\n".len();
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    let (app, _, servicer) = demo_keys();
+    let config = block.replace("<servicer public key, 64 hex>", &servicer.public_hex).replace("<app public key, 64 hex>", &app.public_hex);
+    let dir = common::temp_dir("cli-sim-doc");
+    let path = dir.join("servicer-sim.json");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshd"))
+        .args(["sim", "servicer", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let read = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(read.is_ok() && line.starts_with("listening on 127.0.0.1:"), "sim servicer with the documented config: {line:?} ({status})");
+}

@@ -63,6 +63,7 @@ fail() { echo "systemd_check: install.sh: $*"; exit 1; }
 [ -f "$root/etc/systemd/system/meshd.service" ] || fail "unit not installed"
 doc=$(sed -n 's|^Documentation=file://||p' systemd/meshd.service)
 [ -n "$doc" ] && [ -f "$root$doc" ] || fail "the unit's Documentation= ($doc) is not installed"
+[ -f "$root/usr/local/share/doc/meshd/docs/deploy.md" ] || fail "docs/*.md not installed"
 [ "$(stat -c %a "$root/var/lib/meshd")" = 700 ] || fail "/var/lib/meshd is not 0700"
 for d in key auth; do [ "$(stat -c %a "$root/var/lib/meshd/$d")" = 700 ] || fail "$d/ is not 0700"; done
 for f in config.json key/key.json chains.json chains_name_map.json auth/servicer.json; do
