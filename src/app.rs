@@ -49,6 +49,8 @@ macro_rules! counters {
 
 counters! {
     served: "Relays answered 200 (signed and queued).",
+    /// Of those, relays of cached sessions served while their servicer node was down.
+    served_during_outage: "Relays of cached sessions served while their servicer node was down (outage grace).",
     rejected: "Relays refused with an error answer.",
     chain_errors: "Relays whose chain call failed (code 28).",
     notified: "Relays the servicer accepted.",

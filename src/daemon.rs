@@ -70,7 +70,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
             ex.spawn(health::probe_node(app.clone(), id)).detach();
         }
         wait_until_serving(&app).await;
-        let listen = format!("{}:{}", app.settings.listen_address, app.settings.rpc_port);
+        let listen = crate::config::join_host_port(&app.settings.listen_address, &app.settings.rpc_port);
         let limits = Limits::from_settings(&app.settings, app.settings.client_rpc_max_bytes_size);
         let relay_app = app.clone();
         let listener = Server::bind("relay", &listen, limits, ex, server::handler(move |request| crate::http::router::serve(relay_app.clone(), request)))
@@ -184,12 +184,13 @@ async fn watchdog(interval: Duration) {
     }
 }
 
-/// The Prometheus listener on `listen_address:pocket_prometheus_port`, at most
+/// The Prometheus listener on `metrics_listen_address:pocket_prometheus_port` (loopback by
+/// default, whatever interface the relay listener binds), at most
 /// `prometheus_max_open_files` connections. A port that cannot be bound is logged, not fatal:
 /// relays matter more than metrics.
 fn start_metrics(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>) -> Option<Server> {
     let s = &app.settings;
-    let addr = format!("{}:{}", s.listen_address, s.pocket_prometheus_port);
+    let addr = crate::config::join_host_port(&s.metrics_listen_address, &s.pocket_prometheus_port);
     let max_open = s.prometheus_max_open_files.clamp(1, metrics::MAX_SCRAPE_CONNECTIONS);
     let limits = Limits { max_connections: max_open as usize, ..Limits::from_settings(s, 4096) };
     let scrape_app = app.clone();
@@ -199,7 +200,7 @@ fn start_metrics(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>) -> Op
             Some(server)
         }
         Err(e) => {
-            log::error!("event=metrics_unavailable listen={addr} error=\"{e} (pocket_prometheus_port)\"");
+            log::error!("event=metrics_unavailable listen={addr} error=\"{e} (metrics_listen_address, pocket_prometheus_port)\"");
             None
         }
     }

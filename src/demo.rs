@@ -123,6 +123,10 @@ pub fn run(relays: usize) -> Result<i32, String> {
         };
         let relay = client.build(&servicer_key.public_hex, CHAIN, SESSION_HEIGHT, SESSION_HEIGHT, 7_226_337_963_384_726 + i as i64, payload);
         let body = wire_json(&relay);
+        if i == 0 {
+            // The exact request, so a reader can replay it with curl or compare with pocket-js.
+            println!("request of relay 1: POST {url}  (Content-Type: application/json)\n{body}\n");
+        }
         let (status, text) = send(&body)?;
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let response = answer["response"].as_str().unwrap_or("");

@@ -1,4 +1,4 @@
-//! Process exit codes of `meshd` (README "Exit codes"). Each means one thing, because the
+//! Process exit codes of `meshd` (docs/deploy.md, exit codes). Each means one thing, because the
 //! systemd unit acts on them: `RestartPreventExitStatus=2` never restarts a configuration
 //! error (it would fail again), while every environment fault is restarted.
 

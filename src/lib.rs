@@ -16,6 +16,7 @@ pub mod ops;
 pub mod protocol;
 pub mod queue;
 pub mod relay;
+pub mod relay_cmd;
 pub mod sd_notify;
 pub mod servicer;
 pub mod signals;

@@ -7,7 +7,7 @@ use meshd::exit_code::{CONFIG as EXIT_CONFIG, ENVIRONMENT as EXIT_ENVIRONMENT};
 use meshd::{config, daemon, protocol};
 use std::path::PathBuf;
 
-// Exit codes (README "Exit codes", src/exit_code.rs): 0 success; 1 an environment fault a
+// Exit codes (docs/deploy.md, src/exit_code.rs): 0 success; 1 an environment fault a
 // restart may cure (read-only or late mount, port taken, full disk, queue lock held, data dir
 // removed under the daemon); 2 configuration or usage error (systemd does not restart it);
 // 3 damaged queue file. A panic aborts (SIGABRT, 134).
@@ -51,6 +51,8 @@ USAGE:
       Serve relays. Reads DIR/config.json (or DIR/config/config.json, or FILE).
   meshd check-config --datadir DIR [--config FILE]
       Validate every file and print what would be loaded; exit 2 on any error.
+  meshd relay --to URL --app-key HEX --servicer PUBKEY --chain ID [options]
+      Send one signed relay (printed first) and verify the servicer signature of the answer.
   meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADDRESS]
       Inspect the durable relay queue (safe while the daemon runs), list dead letters with
       their reasons, or move dead letters back to pending.
@@ -58,13 +60,89 @@ USAGE:
       Print the address (and public key) of an ed25519 key.
   meshd sim servicer --config FILE | meshd sim chain [--listen ADDR] [--delay-ms N]
       Run a simulator (tests and benchmarks; prints `listening on ADDR`).
-  meshd --version | --help
+  meshd --version | --help | <command> --help
 
-Environment: RUST_LOG overrides log_level; BLOCKING_MAX_THREADS caps the blocking pool (default 32).
+Environment: RUST_LOG overrides log_level; BLOCKING_MAX_THREADS caps the blocking pool (default 2).
 Signals (start): SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads.
 Exit codes: 0 success; 1 environment fault (mount, port, disk, queue lock held, data dir gone:
 restart may cure it); 2 configuration or usage error; 3 damaged queue file.
 ";
+
+/// `meshd <command> --help`: the command's own usage (None: an unknown command).
+fn command_help(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "demo" => {
+            "\
+meshd demo [--relays N]
+  Start a servicer simulator, a chain simulator and meshd on loopback (temporary data dir),
+  print the first relay request it sends, send N signed relays (default 5, at most 10000),
+  verify every signature, then show a duplicate (37) and a tampered relay (74) refused and all
+  relays notified to and re-validated by the servicer simulator. Exit 0 when all of that holds.
+"
+        }
+        "start" => {
+            "\
+meshd start --datadir DIR [--config FILE] [--simulate-relay]
+  Serve relays for the keys in DIR. Reads DIR/config.json, else DIR/config/config.json, else
+  FILE. --simulate-relay answers POST /v1/client/sim (chain call without a relay).
+  Exit codes: 0 graceful stop; 1 environment fault (port taken, read-only mount, queue lock
+  held…: systemd restarts it); 2 configuration error; 3 damaged queue file.
+"
+        }
+        "check-config" => {
+            "\
+meshd check-config --datadir DIR [--config FILE]
+  Load every file `start` would (config, keys, chains, auth tokens) and print the nodes,
+  addresses, chains and listeners; exit 2 naming the file and key on any error.
+"
+        }
+        "relay" => {
+            "\
+meshd relay --to URL --app-key HEX --servicer PUBKEY --chain ID [options]
+  Build one relay like pocket-js (AAT, request hash, client signature), print it, POST it to
+  URL/v1/client/relay and verify the servicer's signature over the answer. Exit 0 when the
+  answer is 200 and the signature is valid, 1 otherwise.
+  --to URL                 meshd relay port, e.g. http://127.0.0.1:8081
+  --app-key HEX            the staked app's private key (128 hex)
+  --client-key HEX         client key the AAT authorises (default: the app key)
+  --servicer PUBKEY        the servicer's public key (64 hex), as in its session
+  --chain ID               relay chain id, e.g. 0021
+  --session-height N       default: from POST URL/v1/query/height and --blocks-per-session
+  --blocks-per-session N   default 4
+  --data TEXT              chain request body (default: an eth_blockNumber JSON-RPC call)
+  --method M, --path P     HTTP method (default POST) and path for the chain call
+  --timeout-ms N           default 10000
+"
+        }
+        "queue" => {
+            "\
+meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADDRESS]
+  stats        pending relays, dead letters, space used, per servicer address
+  dead         dead letters with their reasons
+  replay-dead  move dead letters back to pending (e.g. after fixing the servicer)
+  --servicer restricts dead and replay-dead to one 40-hex address. Safe while meshd runs.
+"
+        }
+        "address" => {
+            "\
+meshd address <public-key-hex | private-key-hex>
+  Print the address and public key of an ed25519 key (64 hex public, or 128 hex private key).
+"
+        }
+        "sim" => {
+            "\
+meshd sim servicer --config FILE [--listen ADDR]
+meshd sim chain [--listen ADDR] [--delay-ms N]
+  Run a simulator on loopback; prints `listening on ADDR`, then serves until killed.
+  The servicer config is JSON (docs/simulators.md): listen, auth_token, height,
+  blocks_per_session, client_session_sync_allowance, client_block_sync_allowance,
+  session_node_count, service_url, servicers (public keys), chains, apps
+  [{public_key, chains, max_relays}], version. Unknown fields are errors.
+"
+        }
+        _ => return None,
+    })
+}
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -77,7 +155,14 @@ fn run(args: Vec<OsString>) -> i32 {
         return EXIT_CONFIG;
     };
     let rest = args[1..].to_vec();
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        if let Some(help) = command_help(&command) {
+            print!("{help}");
+            return 0;
+        }
+    }
     let result = match command.as_str() {
+        "relay" => cmd_relay(rest),
         "start" => cmd_start(rest),
         "check-config" => cmd_check_config(rest),
         "address" => cmd_address(rest),
@@ -251,6 +336,59 @@ fn cmd_demo(args: Vec<OsString>) -> Result<i32, Failure> {
         }
     }
     Ok(meshd::demo::run(relays)?)
+}
+
+fn cmd_relay(args: Vec<OsString>) -> Result<i32, Failure> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let (mut to, mut app_key, mut client_key, mut servicer, mut chain) = (None, None, None, None, None);
+    let (mut session_height, mut blocks_per_session, mut timeout_ms) = (None, 4i64, 10_000u64);
+    let mut data = r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#.to_string();
+    let (mut method, mut path) = ("POST".to_string(), String::new());
+    let text = |parser: &mut lexopt::Parser, name: &str| -> Result<String, String> {
+        parser.value().map_err(|e| e.to_string())?.into_string().map_err(|_| format!("--{name}: not UTF-8"))
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("to") => to = Some(text(&mut parser, "to")?),
+            Long("app-key") => app_key = Some(text(&mut parser, "app-key")?),
+            Long("client-key") => client_key = Some(text(&mut parser, "client-key")?),
+            Long("servicer") => servicer = Some(text(&mut parser, "servicer")?),
+            Long("chain") => chain = Some(text(&mut parser, "chain")?),
+            Long("session-height") => session_height = Some(text(&mut parser, "session-height")?.parse().map_err(|e| format!("--session-height: {e}"))?),
+            Long("blocks-per-session") => {
+                blocks_per_session = text(&mut parser, "blocks-per-session")?.parse().map_err(|e| format!("--blocks-per-session: {e}"))?;
+                if blocks_per_session < 1 {
+                    return Err("--blocks-per-session must be at least 1".into());
+                }
+            }
+            Long("timeout-ms") => timeout_ms = text(&mut parser, "timeout-ms")?.parse().map_err(|e| format!("--timeout-ms: {e}"))?,
+            Long("data") => data = text(&mut parser, "data")?,
+            Long("method") => method = text(&mut parser, "method")?,
+            Long("path") => path = text(&mut parser, "path")?,
+            other => return Err(format!("{}\n\n{}", other.unexpected(), command_help("relay").unwrap_or_default()).into()),
+        }
+    }
+    let required = |value: Option<String>, name: &str| value.ok_or_else(|| format!("relay: --{name} is required (meshd relay --help)"));
+    let args = meshd::relay_cmd::RelayArgs {
+        to: required(to, "to")?,
+        app_key: required(app_key, "app-key")?,
+        client_key,
+        servicer: required(servicer, "servicer")?,
+        chain: required(chain, "chain")?,
+        session_height,
+        blocks_per_session,
+        data,
+        method,
+        path,
+        timeout: std::time::Duration::from_millis(timeout_ms.clamp(1, 600_000)),
+    };
+    // Arguments were checked; what fails now is the network (or the answer, exit 1 too).
+    match meshd::relay_cmd::run(&args) {
+        Ok(code) => Ok(code),
+        Err(e) if e.starts_with("--") => Err(e.into()),
+        Err(e) => Err(Failure::env(e)),
+    }
 }
 
 fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {

@@ -1,4 +1,4 @@
-//! The queue under hostile conditions (README "Durability guarantees"): notifies proven by the
+//! The queue under hostile conditions (docs/relay-path.md "Durability guarantees"): notifies proven by the
 //! servicer's answer shape, one daemon per queue, a data dir that vanishes, a damaged queue
 //! file, exit codes that tell systemd what to do, and bounded reads of every file meshd reads.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README "Run the tests"): Rust unit + integration tests; checks with real
+# The test command (README "The two commands"): Rust unit + integration tests; checks with real
 # tools (promtool, systemd-analyze, headless Chromium); static musl builds and the aarch64 smoke
 # test under qemu; then the end-to-end suite with the real pocket-js client and a real EVM node
 # (ganache, from npm). Each step installs what it lacks (apt-get, pip, cargo install, npm ci).

@@ -200,7 +200,7 @@ pub fn describe(l: &Loaded) -> String {
     let _ = writeln!(out, "config file:  {config}");
     let _ = writeln!(out, "data dir:     {}", l.data_dir.display());
     let _ = writeln!(out, "listen:       {}", join_host_port(&s.listen_address, &s.rpc_port));
-    let _ = writeln!(out, "metrics port: {}", s.pocket_prometheus_port);
+    let _ = writeln!(out, "metrics:      {}", join_host_port(&s.metrics_listen_address, &s.pocket_prometheus_port));
     let _ = writeln!(out, "log level:    {}", s.log_level);
     let _ = writeln!(
         out,
@@ -253,7 +253,7 @@ pub fn describe(l: &Loaded) -> String {
 }
 
 /// `host:port`, bracketing IPv6 literals.
-fn join_host_port(host: &str, port: &str) -> String {
+pub fn join_host_port(host: &str, port: &str) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

@@ -96,6 +96,13 @@ pub struct Settings {
     /// At the cap the connection idle longest is closed for a new one; with none idle, new
     /// connections wait in the kernel's backlog (see `http/server.rs`).
     pub client_max_connections: u64,
+    /// meshd: interface the Prometheus listener binds (default "127.0.0.1": opening the relay
+    /// port to the world does not open the metrics port).
+    pub metrics_listen_address: String,
+    /// meshd, seconds: while a servicer node's checks fail (e.g. it restarts), relays of
+    /// sessions already cached with budget left are still served until its last successful
+    /// check is this old; uncached sessions are refused at once. 0 disables.
+    pub servicer_outage_grace: u64,
 }
 
 /// Default `relay_queue_map_size` in MiB for this build's pointer width.
@@ -168,6 +175,8 @@ impl Default for Settings {
             relay_queue_map_size: DEFAULT_QUEUE_MAP_MIB,
             relay_durability: "sync".into(),
             client_max_connections: 512,
+            metrics_listen_address: "127.0.0.1".into(),
+            servicer_outage_grace: 600,
         }
     }
 }
@@ -341,6 +350,8 @@ static FIELDS: &[Field] = &[
     num_field!(relay_queue_map_size, Unit::MiB, Zero::Rejected),
     str_field!(relay_durability, Text::Durability),
     num_field!(client_max_connections, Unit::Count, Zero::Rejected),
+    str_field!(metrics_listen_address, Text::Ip),
+    num_field!(servicer_outage_grace, Unit::Secs, Zero::Ok),
 ];
 
 impl Settings {
@@ -644,6 +655,8 @@ mod tests {
         "relay_queue_map_size",
         "relay_durability",
         "client_max_connections",
+        "metrics_listen_address",
+        "servicer_outage_grace",
     ];
 
     #[test]
@@ -669,6 +682,8 @@ mod tests {
             servicer_worker_strategy: "eager".into(),
             metrics_report_interval: 99,
             client_max_connections: 64,
+            metrics_listen_address: "::1".into(),
+            servicer_outage_grace: 0,
             ..Settings::default()
         };
         let json = custom.to_json();

@@ -1,4 +1,4 @@
-//! What stands between the queue directory and LMDB (README "Durability guarantees"):
+//! What stands between the queue directory and LMDB (docs/relay-path.md "Durability guarantees"):
 //!
 //! - [`QueueLock`]: one daemon per queue. `meshd start` takes an exclusive `flock` on
 //!   `<queue dir>/meshd.lock` (holding its PID) before the LMDB environment opens; a second
@@ -33,7 +33,7 @@ pub const LOCK_FILE: &str = "meshd.lock";
 /// many pages short of its last used page.
 pub const UNWRITTEN_TAIL_PAGES: u64 = 16;
 
-/// Why the queue cannot be opened; `main` maps each kind to an exit code (README "Exit codes").
+/// Why the queue cannot be opened; `main` maps each kind to an exit code (docs/deploy.md, exit codes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueFault {
     /// Another process holds the queue lock.

@@ -4,7 +4,7 @@
 //!
 //! Before a batch's appends are acknowledged the writer checks that the queue file is still
 //! the one at its path (one `stat`); [`watch_queue_file`] does the same every second and ends
-//! the process when the data dir was removed or replaced (README "Durability guarantees").
+//! the process when the data dir was removed or replaced (docs/relay-path.md "Durability guarantees").
 
 use std::sync::Arc;
 use std::time::Duration;

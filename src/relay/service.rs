@@ -7,6 +7,9 @@
 //! signature (60/6/42/52/23/62/29/4/39/38/41) → session from the servicer (its refusals:
 //! 45, 13, 14, 60, 71, 90 …) → budget (71) → durable queue commit, which is also the exact
 //! duplicate check (37), concurrently with the chain call (28) → sign → 200.
+//! While a servicer node's gate is closed (an outage or a restart) and its last healthy check
+//! is within `servicer_outage_grace`, relays of sessions already cached are still served under
+//! that last status; uncached sessions are refused as before. Their notifies wait in the queue.
 //! Duplicates and the budget are checked after the signatures, so unauthenticated requests
 //! can neither burn a session's budget nor poison its proof set. No relay is answered 200
 //! before it is committed to the queue.
@@ -145,6 +148,8 @@ struct Checked<'a> {
     servicer: &'a Servicer,
     session: Rc<Session>,
     proof_hash: [u8; 32],
+    /// Served under the outage grace (counted apart when answered 200).
+    during_outage: bool,
 }
 
 async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Relay, trace: &mut Trace) -> Result<Checked<'a>, Rejection> {
@@ -155,16 +160,30 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
         fleet.servicer(&public_key).ok_or_else(|| Rejection::typed(PocketError::sdk(1, "Failed to find correct servicer PK"), "servicer_not_found"))?;
     let address = crate::protocol::address_of(&public_key);
     trace.servicer = Some(address);
-    let status = servicer.node.gate().map_err(|e| Rejection::typed(e, "node_unhealthy"))?;
+    // The node's gate, or during an outage of the servicer its last healthy status (the outage
+    // grace): then only sessions already cached are served, and nothing is asked of the servicer.
+    let (status, outage) = match servicer.node.gate() {
+        Ok(status) => (status, None),
+        Err(e) => match servicer.node.grace_status(Duration::from_secs(app.settings.servicer_outage_grace)) {
+            Some(status) => (status, Some(e)),
+            None => return Err(Rejection::typed(e, "node_unhealthy")),
+        },
+    };
 
     let sbh = proof.session_block_height;
     if !session_height_acceptable(&status, sbh) {
+        if outage.is_some() {
+            return Err(errors::invalid_block_height().into());
+        }
         return Err(with_current_dispatch(app, chains, servicer, relay, &status, errors::invalid_block_height()).await);
     }
     if relay.payload.data.is_empty() && relay.payload.path.is_empty() {
         return Err(errors::empty_payload_data().into());
     }
     if (relay.meta.block_height - status.height).abs() > CLIENT_BLOCK_SYNC_ALLOWANCE {
+        if outage.is_some() {
+            return Err(errors::out_of_sync_request().into());
+        }
         return Err(with_current_dispatch(app, chains, servicer, relay, &status, errors::out_of_sync_request()).await);
     }
     if proof.request_hash != relay.request_hash_hex() {
@@ -175,6 +194,13 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
     }
     proof.validate_basic()?;
 
+    if let Some(gate_error) = outage {
+        // Served from the cache or refused with the gate's reason, as without the grace.
+        let Some(session) = app.sessions.cached(&session_id(servicer, relay, sbh)) else {
+            return Err(Rejection::typed(gate_error, "node_unhealthy"));
+        };
+        return reserve(app, servicer, relay, address, session).map(|checked| Checked { during_outage: true, ..checked });
+    }
     let session = match session_for(app, servicer, relay, sbh).await {
         Ok(session) => session,
         Err(SessionFailure::Refused(e)) if e.warrants_dispatch() => {
@@ -191,6 +217,13 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
             return Err(Rejection::typed(error, "get_session"));
         }
     };
+    reserve(app, servicer, relay, address, session)
+}
+
+/// Take one relay of the session's budget (71 when it is spent).
+fn reserve<'a>(app: &App, servicer: &'a Servicer, relay: &Relay, address: [u8; 20], session: Rc<Session>) -> Result<Checked<'a>, Rejection> {
+    let proof = &relay.proof;
+    let sbh = proof.session_block_height;
     match session.reserve() {
         Ok(()) => {
             // The first relay this process serves in the session (a restart re-observes it;
@@ -198,7 +231,7 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
             if session.served() == 1 {
                 app.states.session_active(address, &proof.blockchain, sbh, session.remaining() + 1);
             }
-            Ok(Checked { servicer, proof_hash: proof.hash(), session })
+            Ok(Checked { servicer, proof_hash: proof.hash(), session, during_outage: false })
         }
         Err(_) => {
             app.states.session_exhausted(address, &proof.blockchain, sbh);
@@ -213,7 +246,7 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
 /// chain call failed is still claimable and still notified).
 async fn execute(app: &Rc<App>, chains: &ChainSet, relay: Relay, checked: Checked<'_>, body: Vec<u8>, trace: &mut Trace) -> Result<Reply, Rejection> {
     let s = &app.settings;
-    let Checked { servicer, session, proof_hash } = checked;
+    let Checked { servicer, session, proof_hash, during_outage } = checked;
     let chain = chains.get(&relay.proof.blockchain).expect("validated: the chain is in this snapshot");
     let record = QueuedRelay {
         servicer_address: crate::protocol::address_of(&servicer.key.public_bytes()),
@@ -287,6 +320,9 @@ async fn execute(app: &Rc<App>, chains: &ChainSet, relay: Relay, checked: Checke
     let response = if s.json_sort_relay_responses { sort_json_response(&body) } else { body };
     let signature = servicer.key.sign_hex(&response_hash(&response, &hex::encode(proof_hash)));
     Counters::inc(&app.counters.served);
+    if during_outage {
+        Counters::inc(&app.counters.served_during_outage);
+    }
     Ok(relay_ok(&response, &signature))
 }
 
@@ -300,10 +336,15 @@ fn session_height_acceptable(status: &NodeStatus, sbh: i64) -> bool {
     within_tolerance(latest, bps, sbh, tolerance) || (sbh == latest + bps && status.height % bps == 0)
 }
 
+/// The session cache's key of a relay's session at height `sbh`.
+fn session_id(servicer: &Servicer, relay: &Relay, sbh: i64) -> SessionId {
+    SessionId { header: session_header_hash(&relay.proof.aat.app_pub_key, &relay.proof.blockchain, sbh), servicer: servicer.key.public_bytes() }
+}
+
 async fn session_for(app: &App, servicer: &Servicer, relay: &Relay, sbh: i64) -> Result<Rc<Session>, SessionFailure> {
     let app_key = &relay.proof.aat.app_pub_key;
     let chain = &relay.proof.blockchain;
-    let id = SessionId { header: session_header_hash(app_key, chain, sbh), servicer: servicer.key.public_bytes() };
+    let id = session_id(servicer, relay, sbh);
     let request = json!({
         "session_header": {"app_public_key": app_key, "chain": chain, "session_height": sbh},
         "meta": {"block_height": relay.meta.block_height},

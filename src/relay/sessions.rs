@@ -170,6 +170,15 @@ impl SessionCache {
         }
     }
 
+    /// The session if it is cached and ready, without fetching (the outage grace serves only
+    /// sessions the servicer already vouched for).
+    pub fn cached(&self, id: &SessionId) -> Option<Rc<Session>> {
+        match self.slots.borrow().get(id) {
+            Some(Slot::Ready(session)) => Some(session.clone()),
+            _ => None,
+        }
+    }
+
     /// Drop sessions below `min_height` (no longer claimable or servable) and expired refusals.
     /// Returns how many entries were removed.
     pub fn evict_below(&self, min_height: i64) -> usize {

@@ -294,6 +294,13 @@ impl Node {
         self.gate().is_ok()
     }
 
+    /// While [`Node::gate`] is closed: the newest healthy status of any URL that is at most
+    /// `grace` old (see `health::UrlHealth::grace_status`), under which relays of already
+    /// cached sessions are still served.
+    pub fn grace_status(&self, grace: Duration) -> Option<NodeStatus> {
+        self.urls.iter().filter_map(|u| u.health.borrow().grace_status(grace)).max_by_key(|s| s.checked_at)
+    }
+
     /// For the status page: the most recent successful check of any URL (even if stale or
     /// syncing) and the current URL's last error.
     pub fn view(&self) -> (Option<NodeStatus>, Option<String>) {

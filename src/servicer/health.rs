@@ -5,6 +5,11 @@
 //!
 //! A node is as healthy as its best URL (`fleet::Node::gate`). The check loop checks every URL
 //! of a node each `node_check_interval`, which is also how a benched URL is probed back.
+//!
+//! Outage grace: each URL also remembers its last *healthy* status (fresh, not starting, not
+//! catching up). While the gate is closed — the servicer restarts, is unreachable, or is
+//! starting again — relays of sessions already cached are still served under that status until
+//! it is `servicer_outage_grace` old ([`UrlHealth::grace_status`], `relay::service`).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -42,6 +47,8 @@ pub struct NodeStatus {
 #[derive(Debug, Default, Clone)]
 pub struct UrlHealth {
     status: Option<NodeStatus>,
+    /// The last status that passed the gate's own tests (not starting, not catching up).
+    last_healthy: Option<NodeStatus>,
     last_error: Option<String>,
     consecutive_failures: u32,
     /// From the last successful check: addresses the servicer does not host, chains it lacks.
@@ -63,6 +70,9 @@ impl UrlHealth {
             version: status.version,
             checked_at: Instant::now(),
         });
+        if let Some(status) = self.status.as_ref().filter(|s| !s.is_starting && !s.is_catching_up) {
+            self.last_healthy = Some(status.clone());
+        }
         self.last_error = None;
         self.consecutive_failures = 0;
         let servicers = answer.wrong_servicers.clone().unwrap_or_default();
@@ -116,6 +126,13 @@ impl UrlHealth {
             return Err(PocketError::sdk(1, "pocket node is currently syncing to the blockchain, cannot service in this state"));
         }
         Ok(status.clone())
+    }
+
+    /// The last healthy status if it is at most `grace` old: what relays of already cached
+    /// sessions are served under while the gate is closed (an outage or a restart of the
+    /// servicer). None once the grace is over, or if this URL was never healthy.
+    pub fn grace_status(&self, grace: Duration) -> Option<NodeStatus> {
+        self.last_healthy.as_ref().filter(|s| s.checked_at.elapsed() <= grace).cloned()
     }
 }
 
@@ -295,6 +312,24 @@ mod tests {
         assert!(e.message.contains("last successful check"), "{}", e.message);
         assert_eq!(stale_after(Duration::from_secs(1)), Duration::from_secs(30));
         assert_eq!(stale_after(Duration::from_secs(60)), Duration::from_secs(180));
+    }
+
+    #[test]
+    fn the_last_healthy_status_is_kept_for_the_outage_grace() {
+        let mut h = UrlHealth::default();
+        let grace = Duration::from_millis(150);
+        assert!(h.grace_status(grace).is_none(), "never healthy: no grace");
+        h.record_ok(&answer(true, false));
+        assert!(h.grace_status(grace).is_none(), "a syncing node was never healthy");
+        h.record_ok(&answer(false, false));
+        // The servicer restarts: unreachable, then starting; the gate closes at once.
+        h.record_error("connection refused".into());
+        h.record_ok(&answer(false, true));
+        assert!(h.gate(Duration::from_secs(30)).is_err());
+        assert_eq!(h.grace_status(grace).expect("within the grace").height, 101);
+        assert!(h.grace_status(Duration::ZERO).is_none(), "a zero grace disables it");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(h.grace_status(grace).is_none(), "the grace is over");
     }
 
     #[test]
