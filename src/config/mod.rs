@@ -3,6 +3,7 @@
 //! `chains.json`, the auth token files and the optional chain-name map.
 //! Every error names the file and the key/entry; `main` turns it into exit code 2.
 
+pub mod audit;
 pub mod auth;
 pub mod chains;
 pub mod file;
@@ -146,6 +147,10 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
         }
     };
     let effective_dir = if settings.data_dir.is_empty() { data_dir.to_path_buf() } else { PathBuf::from(&settings.data_dir) };
+    if !effective_dir.is_dir() {
+        let from = if settings.data_dir.is_empty() { "--datadir" } else { "the config key data_dir" };
+        return Err(ConfigError::file(&effective_dir, format!("the data dir ({from}) does not exist or is not a directory")));
+    }
 
     // A Spacemesh-only host (gateway configured) may have no Pocket files at all: each missing
     // one leaves the relay side empty instead of failing the start.
@@ -598,6 +603,14 @@ mod tests {
         assert_eq!(e.file, dir.path().join("config.json"));
         assert_eq!(e.key.as_deref(), Some("rpc_prot"));
         assert!(e.message.starts_with("unknown key; did you mean \"rpc_port\"?"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_data_dir_is_named() {
+        let missing = std::env::temp_dir().join(format!("meshd-no-such-dir-{}", std::process::id()));
+        let e = load(&missing, None).unwrap_err();
+        assert_eq!(e.file, missing);
+        assert!(e.message.contains("does not exist") && e.message.contains("--datadir"), "{e}");
     }
 
     #[test]
