@@ -18,6 +18,7 @@ use event_listener::Event;
 use crate::config::{Loaded, Settings};
 use crate::http::client::{Client, ClientSettings};
 use crate::ops::metrics::Metrics;
+use crate::ops::redact;
 use crate::ops::reload::Reloader;
 use crate::ops::states::States;
 use crate::queue::Writer;
@@ -167,6 +168,11 @@ impl App {
         let check_interval = Duration::from_secs(s.node_check_interval.max(1));
         let fleet = Fleet::new(&loaded.nodes, crate::servicer::health::stale_after(check_interval));
         let chains = ChainSet::new(loaded.chains.clone(), loaded.chain_names.clone());
+        // Before any task runs: every upstream text from here on is scrubbed of these.
+        let tokens = [loaded.servicer_token.as_str(), loaded.mesh_token.as_deref().unwrap_or("")];
+        let urls = loaded.nodes.iter().flat_map(|n| n.urls.iter().map(String::as_str));
+        redact::install(redact::secrets_of(tokens, urls, []));
+        install_chain_secrets(&chains);
         let client = |timeout_ms: u64, max_idle: u64, max_idle_per_host: u64| {
             let mut settings = ClientSettings::new(Duration::from_millis(timeout_ms.max(1)));
             settings.max_idle = max_idle.clamp(1, 4096) as usize;
@@ -218,11 +224,14 @@ impl App {
 
     /// Swap in a new fleet (hot reload). Callers retire removed nodes and start new ones.
     pub fn set_fleet(&self, fleet: Rc<Fleet>) {
+        let urls: Vec<&str> = fleet.nodes.iter().flat_map(|n| n.urls.iter().map(|u| u.url.as_str())).collect();
+        redact::install(redact::secrets_of([], urls, []));
         *self.fleet.borrow_mut() = fleet;
     }
 
     /// Swap in a new chain set (hot reload, `updatechains`).
     pub fn set_chains(&self, chains: Rc<ChainSet>) {
+        install_chain_secrets(&chains);
         self.chain_health.retain(&chains.by_id);
         *self.chains.borrow_mut() = chains;
     }
@@ -306,4 +315,10 @@ impl App {
     pub fn request_stop(&self) {
         self.stop.request();
     }
+}
+
+/// Add the chains' basic-auth credentials and URL userinfo to the scrubbed secrets.
+fn install_chain_secrets(chains: &ChainSet) {
+    let urls = chains.by_id.values().flat_map(|c| c.urls.iter().map(String::as_str));
+    redact::install(redact::secrets_of([], urls, chains.by_id.values().filter_map(|c| c.basic_auth.as_ref())));
 }

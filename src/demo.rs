@@ -19,6 +19,8 @@ use crate::sim::{start_chain, start_servicer, ChainSimConfig, ServicerSimConfig,
 pub const CHAIN: &str = "0021";
 pub const SESSION_HEIGHT: i64 = 101;
 pub const TOKEN: &str = "demo-servicer-token";
+/// The mesh token of the demo data dir (published: `check-config` flags it).
+pub const MESH_TOKEN: &str = "demo-mesh-token";
 
 /// Public test keys (seeds of repeated bytes, as in the protocol reference vectors).
 pub fn demo_keys() -> (KeyPair, KeyPair, KeyPair) {
@@ -57,7 +59,7 @@ pub fn write_datadir(dir: &Path, rpc_port: u16, servicer_url: &str, chain_url: &
     write_json(&dir.join("key/key.json"), &json!([{"name": "demo-servicer", "url": servicer_url, "keys": [servicer.private_hex()]}]))?;
     write_json(&dir.join("chains.json"), &json!([{"id": CHAIN, "url": chain_url}]))?;
     write_json(&dir.join("auth/servicer.json"), &token)?;
-    write_json(&dir.join("auth/mesh.json"), &json!({"Value": "demo-mesh-token", "Issued": "2024-01-01T00:00:00Z"}))
+    write_json(&dir.join("auth/mesh.json"), &json!({"Value": MESH_TOKEN, "Issued": "2024-01-01T00:00:00Z"}))
 }
 
 pub fn run(relays: usize) -> Result<i32, String> {

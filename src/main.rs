@@ -230,14 +230,15 @@ fn init_logging(log_level: &str) -> Result<(), String> {
     // servicer token in `Authorization`. HTTP client crates stop at DEBUG, whose headers ureq
     // allow-lists, whatever the level.
     let clients = level.min(log::LevelFilter::Debug);
-    simple_logger::SimpleLogger::new()
+    let logger = simple_logger::SimpleLogger::new()
         .with_level(level)
         .with_module_level("ureq", clients)
         .with_module_level("ureq_proto", clients)
         .with_module_level("rustls", clients)
-        .with_utc_timestamps()
-        .init()
-        .map_err(|e| format!("cannot start logging: {e}"))?;
+        .with_utc_timestamps();
+    // Every line is masked with the configured secrets (README "What never leaves meshd").
+    log::set_max_level(logger.max_level());
+    log::set_boxed_logger(Box::new(meshd::ops::redact::MaskingLogger { inner: logger })).map_err(|e| format!("cannot start logging: {e}"))?;
     if let Some(Err(value)) = from_env {
         log::warn!("event=config_warning RUST_LOG={value:?} is not a log level; using log_level {log_level:?}");
     }
@@ -313,7 +314,10 @@ fn install_panic_policy() {
 
 fn cmd_check_config(args: Vec<OsString>) -> Result<i32, Failure> {
     let args = parse_datadir_args(args, false)?;
-    let loaded = load_config(&args)?;
+    let mut loaded = load_config(&args)?;
+    // Security findings are warnings: the configuration is usable, but see README
+    // "What never leaves meshd".
+    loaded.warnings.extend(config::audit::audit(&loaded));
     print!("{}", config::describe(&loaded));
     println!("configuration OK");
     Ok(0)

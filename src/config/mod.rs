@@ -3,6 +3,7 @@
 //! `chains.json`, the auth token files and the optional chain-name map.
 //! Every error names the file and the key/entry; `main` turns it into exit code 2.
 
+pub mod audit;
 pub mod auth;
 pub mod chains;
 pub mod file;
@@ -146,6 +147,10 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
         }
     };
     let effective_dir = if settings.data_dir.is_empty() { data_dir.to_path_buf() } else { PathBuf::from(&settings.data_dir) };
+    if !effective_dir.is_dir() {
+        let from = if settings.data_dir.is_empty() { "--datadir" } else { "the config key data_dir" };
+        return Err(ConfigError::file(&effective_dir, format!("the data dir ({from}) does not exist or is not a directory")));
+    }
 
     // A Spacemesh-only host (gateway configured) may have no Pocket files at all: each missing
     // one leaves the relay side empty instead of failing the start.
@@ -282,6 +287,41 @@ pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String, ConfigError> 
 /// Parse JSON text; serde_json's messages give line and column, never the content.
 pub(crate) fn parse_json(text: &str, path: &Path) -> Result<serde_json::Value, ConfigError> {
     serde_json::from_str(text).map_err(|e| ConfigError::file(path, format!("invalid JSON: {e}")))
+}
+
+/// The error for a key meshd does not know: a typo such as `rpc_prot` would otherwise leave
+/// the intended setting at its default without a word, so `start`, hot reload and
+/// `check-config` refuse it (exit 2), naming the closest known key.
+pub(crate) fn unknown_key(file: &Path, key: &str, known: &[&str]) -> ConfigError {
+    let hint = match closest(key, known) {
+        Some(k) => format!("; did you mean \"{k}\"?"),
+        None => String::new(),
+    };
+    ConfigError::at(file, key, format!("unknown key{hint} (keys are case-sensitive; see README \"Configuration\")"))
+}
+
+/// The known key nearest to `key` by edit distance (ignoring case), if it is near enough to
+/// be a typo: at most a third of the key's length, and at least 2 edits allowed.
+pub(crate) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let lower = key.to_ascii_lowercase();
+    let limit = (lower.chars().count() / 3).max(2);
+    known.iter().map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k)).filter(|(d, _)| *d <= limit).min_by_key(|(d, _)| *d).map(|(_, k)| k)
+}
+
+/// Levenshtein distance (insert, delete, substitute) over chars; keys are short.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// A JSON value for an error message, cut short so a huge value cannot flood the terminal.
@@ -556,11 +596,33 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_warning_reaches_loaded() {
+    fn an_unknown_key_is_an_error_with_the_closest_known_key() {
         let dir = TempDir::new("unknown");
         populate(&dir, Some("config.json"), r#"{"rpc_prot":"9000"}"#);
-        let l = load(dir.path(), None).unwrap();
-        assert!(l.warnings.iter().any(|w| w.contains("rpc_prot") && w.contains("config.json")), "{:?}", l.warnings);
+        let e = load(dir.path(), None).unwrap_err();
+        assert_eq!(e.file, dir.path().join("config.json"));
+        assert_eq!(e.key.as_deref(), Some("rpc_prot"));
+        assert!(e.message.starts_with("unknown key; did you mean \"rpc_port\"?"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_data_dir_is_named() {
+        let missing = std::env::temp_dir().join(format!("meshd-no-such-dir-{}", std::process::id()));
+        let e = load(&missing, None).unwrap_err();
+        assert_eq!(e.file, missing);
+        assert!(e.message.contains("does not exist") && e.message.contains("--datadir"), "{e}");
+    }
+
+    #[test]
+    fn closest_key_is_a_near_typo_or_nothing() {
+        let known = ["rpc_port", "chain_rpc_timeout", "listen_address", "nodes"];
+        assert_eq!(closest("rpc_prot", &known), Some("rpc_port"));
+        assert_eq!(closest("Rpc_Port", &known), Some("rpc_port"));
+        assert_eq!(closest("chain_rpc_timout", &known), Some("chain_rpc_timeout"));
+        assert_eq!(closest("node", &known), Some("nodes"));
+        assert_eq!(closest("something_else_entirely", &known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]
@@ -585,7 +647,7 @@ mod tests {
     #[test]
     fn describe_shows_summary_but_no_secrets() {
         let dir = TempDir::new("describe");
-        populate(&dir, Some("config.json"), r#"{"listen_address":"127.0.0.1","rpc_port":"9010","bogus":1}"#);
+        populate(&dir, Some("config.json"), r#"{"listen_address":"127.0.0.1","rpc_port":"9010"}"#);
         dir.write(
             "chains.json",
             r#"[{"id":"0021","url":"http://127.0.0.1:8545","basic_auth":{"username":"u","password":"hunter2"}},
@@ -598,7 +660,6 @@ mod tests {
         assert!(d.contains(ADDR_03), "{d}");
         assert!(d.contains("node n1"), "{d}");
         assert!(d.contains("basic auth: yes") && d.contains("basic auth: no"), "{d}");
-        assert!(d.contains("bogus"), "{d}");
         assert!(d.contains("http://***@127.0.0.1:8546/"), "{d}");
         for secret in ["hunter2", "servicer-secret-token", "mesh-secret-token", "user:pw", &key_hex(3)[..64]] {
             assert!(!d.contains(secret), "describe leaked {secret}: {d}");

@@ -368,14 +368,15 @@ impl Settings {
 
     fn from_map(map: &Map<String, Value>, file: &Path) -> Result<(Settings, Vec<String>), ConfigError> {
         let mut settings = Settings::default();
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
         for (key, value) in map {
             if key == super::spacemesh::KEY {
                 continue; // nested object, parsed by config/spacemesh.rs
             }
             let Some(field) = FIELDS.iter().find(|f| f.key == key) else {
-                warnings.push(format!("{}: unknown key \"{key}\" ignored", file.display()));
-                continue;
+                let mut known: Vec<&str> = Settings::known_keys().collect();
+                known.push(super::spacemesh::KEY);
+                return Err(super::unknown_key(file, key, &known));
             };
             if value.is_null() {
                 continue;
@@ -716,13 +717,17 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_warn_with_key_and_file() {
-        let (s, w) = parse(r#"{"chain_rpc_timout":5,"rpc_port":"8082","Rpc_Port":"1"}"#).unwrap();
-        assert_eq!(s.rpc_port, "8082");
-        assert_eq!(s.chain_rpc_timeout, 1_200);
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w.iter().any(|x| x.contains("\"chain_rpc_timout\"") && x.contains("/dd/config.json")), "{w:?}");
-        assert!(w.iter().any(|x| x.contains("\"Rpc_Port\"")), "{w:?}");
+    fn unknown_keys_are_errors_naming_file_key_and_the_closest_key() {
+        let e = err(r#"{"chain_rpc_timout":5,"rpc_port":"8082"}"#);
+        assert_eq!(e.file, file());
+        assert_eq!(e.key.as_deref(), Some("chain_rpc_timout"));
+        assert!(e.message.contains("did you mean \"chain_rpc_timeout\""), "{e}");
+        let e = err(r#"{"Rpc_Port":"1"}"#);
+        assert!(e.to_string().starts_with("/dd/config.json: Rpc_Port: unknown key; did you mean \"rpc_port\"?"), "{e}");
+        let e = err(r#"{"spacemes":{}}"#);
+        assert!(e.message.contains("did you mean \"spacemesh\""), "{e}");
+        let e = err(r#"{"zzzzzzzzzzzzzz":1}"#);
+        assert!(!e.message.contains("did you mean"), "{e}");
     }
 
     #[test]

@@ -68,10 +68,24 @@ pub fn from_json(text: &str, file: &Path) -> Result<(Option<SpacemeshSettings>, 
     }
 }
 
+/// The keys of the `spacemesh` object (an unknown one is refused with the closest of these).
+const KEYS: [&str; 10] = [
+    "listen",
+    "api_listen",
+    "nodes",
+    "v2_api_nodes",
+    "json_cors_everywhere",
+    "health_interval",
+    "request_timeout",
+    "publish_retry_wait_max",
+    "publish_max_age",
+    "health_path",
+];
+
 fn parse(map: &Map<String, Value>, file: &Path) -> Result<(SpacemeshSettings, Vec<String>), ConfigError> {
     let err = |key: &str, msg: String| ConfigError::at(file, format!("{KEY}.{key}"), msg);
     let mut s = SpacemeshSettings::default();
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     for (key, value) in map {
         if value.is_null() {
             continue;
@@ -91,7 +105,10 @@ fn parse(map: &Map<String, Value>, file: &Path) -> Result<(SpacemeshSettings, Ve
                 Some(p) if p.starts_with('/') && !p.chars().any(|c| c.is_whitespace() || c.is_control()) => s.health_path = p.to_string(),
                 _ => return Err(err(key, format!("expected a path starting with \"/\", e.g. \"/beacon/0\", got {got}"))),
             },
-            _ => warnings.push(format!("{}: unknown key \"{KEY}.{key}\" ignored", file.display())),
+            _ => {
+                let e = super::unknown_key(file, key, &KEYS);
+                return Err(ConfigError::at(file, format!("{KEY}.{key}"), e.message));
+            }
         }
     }
     if s.nodes.is_empty() {
@@ -202,7 +219,7 @@ mod tests {
         let (s, w) = parse_text(
             r#"{"spacemesh":{"listen":"127.0.0.1:19099","nodes":["http://127.0.0.1:9099/","https://node-b.example:443/base"],
                "api_listen":"127.0.0.1:19071","v2_api_nodes":["http://127.0.0.1:9071"],"json_cors_everywhere":true,
-               "request_timeout":5000,"bogus":1}}"#,
+               "request_timeout":5000}}"#,
         )
         .unwrap();
         let s = s.unwrap();
@@ -212,8 +229,14 @@ mod tests {
         assert!(s.json_cors_everywhere);
         assert_eq!((s.health_interval, s.request_timeout, s.publish_retry_wait_max), (2, 5000, 30_000));
         assert_eq!(s.health_path, "/beacon/0");
-        assert_eq!(w.len(), 1);
-        assert!(w[0].contains("\"spacemesh.bogus\"") && w[0].contains("/dd/config.json"), "{w:?}");
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_section_is_an_error_with_the_closest_key() {
+        let e = parse_text(r#"{"spacemesh":{"nodes":["http://127.0.0.1:9099"],"health_intervall":3}}"#).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("spacemesh.health_intervall"));
+        assert!(e.message.contains("did you mean \"health_interval\""), "{e}");
     }
 
     #[test]

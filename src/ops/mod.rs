@@ -1,10 +1,12 @@
 //! What an operator sees and steers: Prometheus [`metrics`], the [`private_api`], the identity
 //! [`states`] and their [`routes`] (states API, status page), the [`proxy`] to a servicer for
-//! the routes the incumbent proxies, and hot [`reload`].
+//! the routes the incumbent proxies, hot [`reload`], and the [`redact`]ion of secrets from
+//! upstream text.
 
 pub mod metrics;
 pub mod private_api;
 pub mod proxy;
+pub mod redact;
 pub mod reload;
 pub mod routes;
 pub mod states;

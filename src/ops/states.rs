@@ -241,7 +241,8 @@ fn record(address: [u8; 20], state: IdentityState, chain: &str, session_height: 
         chain: chain.to_string(),
         session_height,
         node: node.to_string(),
-        message: message.to_string(),
+        // Stored for RETENTION_DAYS and served by the states API: upstream text is scrubbed.
+        message: crate::ops::redact::scrub(message),
         value,
     }
 }

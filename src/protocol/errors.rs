@@ -86,9 +86,24 @@ pub fn empty_payload_data() -> PocketError {
 pub fn unsupported_blockchain_node() -> PocketError {
     PocketError::pocket(26, "the blockchain in the relay request is not supported on this node")
 }
-/// Code 28 with the transport error appended.
-pub fn http_execution(err: &str) -> PocketError {
-    PocketError::pocket(28, format!("error executing the http request: {err}"))
+/// Code 28. pocket-core appends the Go transport error, which names the chain URL (and its
+/// userinfo); meshd's text is fixed and the cause goes to the log only (README "What never
+/// leaves meshd").
+pub fn http_execution() -> PocketError {
+    PocketError::pocket(28, "error executing the http request")
+}
+
+/// pocket-core's code-1 text while the node starts (a fixed text, safe for relay clients).
+pub const NODE_STARTING: &str = "pocket node is unable to retrieve synced status from tendermint node, cannot service in this state";
+/// pocket-core's code-1 text while the node catches up (a fixed text, safe for relay clients).
+pub const NODE_SYNCING: &str = "pocket node is currently syncing to the blockchain, cannot service in this state";
+/// What a relay client reads when the servicer node cannot be asked (down, refusing meshd's
+/// token, stale check, session lookup failed): the reason is in meshd's log and status page.
+pub const NODE_UNAVAILABLE: &str = "pocket node is currently unavailable";
+
+/// Code 1 for a relay client: the fixed texts above only.
+pub fn node_unavailable() -> PocketError {
+    PocketError::sdk(1, NODE_UNAVAILABLE)
 }
 pub fn invalid_entropy() -> PocketError {
     PocketError::pocket(29, "the entropy included in the relay request is invalid")
@@ -280,7 +295,7 @@ mod tests {
             (empty_hash(), 23, "the hash is invalid: "),
             (empty_payload_data(), 25, "the payload data of the relay request is empty"),
             (unsupported_blockchain_node(), 26, "the blockchain in the relay request is not supported on this node"),
-            (http_execution("timeout"), 28, "error executing the http request: timeout"),
+            (http_execution(), 28, "error executing the http request"),
             (invalid_entropy(), 29, "the entropy included in the relay request is invalid"),
             (invalid_node_pub_key(), 34, "the node public key in the service Proof does not match this nodes public key"),
             (duplicate_proof(), 37, "the Proof with specific merkleHash already found, check entropy"),
@@ -340,10 +355,10 @@ mod tests {
     #[test]
     fn error_json_is_sorted_and_go_escaped() {
         let mut out = Vec::new();
-        http_execution("Post \"http://127.0.0.1:1/?a=1&b=<2>\": refused").write_json(&mut out);
+        PocketError::pocket(28, "Post \"http://127.0.0.1:1/?a=1&b=<2>\": refused").write_json(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            r#"{"code":28,"codespace":"pocketcore","message":"error executing the http request: Post \"http://127.0.0.1:1/?a=1\u0026b=\u003c2\u003e\": refused"}"#
+            r#"{"code":28,"codespace":"pocketcore","message":"Post \"http://127.0.0.1:1/?a=1\u0026b=\u003c2\u003e\": refused"}"#
         );
     }
 

@@ -76,6 +76,18 @@ fn default_status_type(e: &PocketError) -> &'static str {
     }
 }
 
+/// The node's gate error as a relay client may read it: pocket-core's fixed starting/syncing
+/// texts pass, any other reason (which quotes the servicer's answer or a transport error)
+/// becomes the fixed "currently unavailable" (README "What never leaves meshd";
+/// tests/secrets.rs). The reason is on the status page and in the log.
+fn public_unavailable(e: PocketError) -> PocketError {
+    if e.message == errors::NODE_STARTING || e.message == errors::NODE_SYNCING {
+        e
+    } else {
+        errors::node_unavailable()
+    }
+}
+
 /// `chain_id` label of relays for chains meshd does not host (or that did not decode).
 pub const UNKNOWN_CHAIN: &str = "unknown";
 
@@ -166,7 +178,7 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
         Ok(status) => (status, None),
         Err(e) => match servicer.node.grace_status(Duration::from_secs(app.settings.servicer_outage_grace)) {
             Some(status) => (status, Some(e)),
-            None => return Err(Rejection::typed(e, "node_unhealthy")),
+            None => return Err(Rejection::typed(public_unavailable(e), "node_unhealthy")),
         },
     };
 
@@ -197,7 +209,7 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
     if let Some(gate_error) = outage {
         // Served from the cache or refused with the gate's reason, as without the grace.
         let Some(session) = app.sessions.cached(&session_id(servicer, relay, sbh)) else {
-            return Err(Rejection::typed(gate_error, "node_unhealthy"));
+            return Err(Rejection::typed(public_unavailable(gate_error), "node_unhealthy"));
         };
         return reserve(app, servicer, relay, address, session).map(|checked| Checked { during_outage: true, ..checked });
     }
@@ -213,8 +225,9 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
             return Err(Rejection::typed(e, "invalid_session"));
         }
         Err(SessionFailure::Unreachable(why)) => {
-            let error = PocketError::sdk(1, format!("pocket node is currently unavailable: session lookup failed: {why}"));
-            return Err(Rejection::typed(error, "get_session"));
+            // The cause (logged once per fetch as event=session_fetch_failed) stays in meshd.
+            log::debug!("event=session_unavailable servicer={} reason={why:?}", hex::encode(address));
+            return Err(Rejection::typed(errors::node_unavailable(), "get_session"));
         }
     };
     reserve(app, servicer, relay, address, session)
@@ -310,8 +323,8 @@ async fn execute(app: &Rc<App>, chains: &ChainSet, relay: Relay, checked: Checke
         Ok((_, body)) => body,
         Err(e) => {
             Counters::inc(&app.counters.chain_errors);
-            log::warn!("event=chain_error chain={} elapsed_ms={elapsed_ms} error={e:?}", chain.id);
-            return Err(errors::http_execution(&e).into());
+            log::warn!("event=chain_error chain={} elapsed_ms={elapsed_ms} error={:?}", chain.id, crate::ops::redact::scrub(&e));
+            return Err(errors::http_execution().into());
         }
     };
     if s.log_chain_response {

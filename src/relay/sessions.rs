@@ -155,6 +155,7 @@ impl SessionCache {
                                 (Slot::Failed { failure: failure.clone(), until: Instant::now() + REFUSAL_TTL }, Err(failure))
                             }
                             Err(text) => {
+                                log::warn!("event=session_fetch_failed session_height={height} error={text:?}");
                                 let failure = SessionFailure::Unreachable(text);
                                 (Slot::Failed { failure: failure.clone(), until: Instant::now() + UNREACHABLE_TTL }, Err(failure))
                             }

@@ -2,8 +2,9 @@
 //! reference geo-mesh §2): request bodies, answer parsing and the classification of a notify
 //! answer as accepted / rejected / retry. Calls are async on the executor.
 //!
-//! Transport errors name the route, never the servicer's URL: an error text can reach a
-//! relay client (code 1 "pocket node is currently unavailable"), and a servicer URL is private.
+//! Transport errors name the route, never the servicer's URL, and answer bodies are quoted only
+//! through [`snippet`] (secrets masked, cut short). These texts feed logs, identity states and
+//! the status page; relay clients get fixed texts instead (README "What never leaves meshd").
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -172,7 +173,8 @@ pub fn is_retryable_code(e: &PocketError) -> bool {
 pub fn pocket_error(v: Option<&Value>) -> Option<PocketError> {
     let v = v?;
     let code = v.get("code")?.as_u64()? as u32;
-    let message = v.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+    // The message may reach a relay client (a session refusal): configured secrets are masked.
+    let message = crate::ops::redact::mask(v.get("message").and_then(Value::as_str).unwrap_or("")).into_owned();
     let codespace = match v.get("codespace").and_then(Value::as_str) {
         Some("sdk") => crate::protocol::errors::CODESPACE_SDK,
         _ => crate::protocol::errors::CODESPACE_POCKET,
@@ -184,10 +186,13 @@ fn query_safe(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
 }
 
-/// First bytes of a body for log lines and error messages.
+/// A body for log lines, identity states and the status page: configured secrets masked (a
+/// servicer echoes a wrong token in its 401 body), cut to `redact::MAX_DETAIL_CHARS`.
+/// Never for relay clients: their errors are fixed texts (`relay::service`).
 pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    text.trim().replace('\n', " ")
+    // Masked before it is cut, so a token straddling the cut is still found.
+    let head = &body[..body.len().min(64 * 1024)];
+    crate::ops::redact::scrub(&String::from_utf8_lossy(head))
 }
 
 #[cfg(test)]

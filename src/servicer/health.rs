@@ -85,7 +85,8 @@ impl UrlHealth {
 
     /// Returns true when this is the first failure after a success (worth a warning).
     pub fn record_error(&mut self, error: String) -> bool {
-        self.last_error = Some(error);
+        // Shown on the status page and stored in identity states: scrubbed like any upstream text.
+        self.last_error = Some(crate::ops::redact::scrub(&error));
         self.consecutive_failures += 1;
         self.consecutive_failures == 1
     }
@@ -120,10 +121,10 @@ impl UrlHealth {
             return Err(PocketError::sdk(1, format!("pocket node is currently unavailable: last successful check {}s ago ({why})", age.as_secs())));
         }
         if status.is_starting {
-            return Err(PocketError::sdk(1, "pocket node is unable to retrieve synced status from tendermint node, cannot service in this state"));
+            return Err(PocketError::sdk(1, crate::protocol::errors::NODE_STARTING));
         }
         if status.is_catching_up {
-            return Err(PocketError::sdk(1, "pocket node is currently syncing to the blockchain, cannot service in this state"));
+            return Err(PocketError::sdk(1, crate::protocol::errors::NODE_SYNCING));
         }
         Ok(status.clone())
     }
