@@ -19,7 +19,7 @@
 
 pub use crate::timefmt::{parse_time, rfc3339};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{json, Map, Value};
 
@@ -191,6 +191,11 @@ impl States {
     /// Newest transitions first, at most `n`.
     pub fn recent(&self, n: usize) -> Vec<StateRecord> {
         self.recent.borrow().iter().rev().take(n).cloned().collect()
+    }
+
+    /// The addresses whose current state in some group is one of `states`.
+    pub fn addresses_in(&self, states: &[IdentityState]) -> HashSet<[u8; 20]> {
+        self.last.borrow().values().filter(|r| states.iter().any(|s| *s as u8 == r.state)).map(|r| r.servicer_address).collect()
     }
 
     /// The newest state of every address across its groups (for the status page).

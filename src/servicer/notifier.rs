@@ -73,6 +73,11 @@ impl Notifier {
         node.rt.lane.wake.notify(1);
     }
 
+    /// Notify failures in a row of `node` while it does not take them (0: it does).
+    pub fn failures(&self, node: &Node) -> u32 {
+        node.rt.lane.consecutive_failures.get()
+    }
+
     /// Notifies currently in flight, all nodes of `fleet`.
     pub fn in_flight(&self, fleet: &Fleet) -> usize {
         fleet.nodes.iter().map(|n| n.rt.lane.in_flight.borrow().len()).sum()
