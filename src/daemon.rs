@@ -81,6 +81,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         ex.spawn(session_cleanup(app.clone())).detach();
         ex.spawn(reload::reload_loop(app.clone(), ex)).detach();
         ex.spawn(prune_states(app.clone())).detach();
+        ex.spawn(crate::logline::flush_loop()).detach();
         let _metrics = start_metrics(&app, ex);
         let fleet = app.fleet();
         log::info!(
@@ -162,9 +163,10 @@ async fn shutdown(app: &Rc<App>, listener: Server, signal: Option<i32>, systemd:
         None
     })
     .await;
+    crate::logline::flush();
     match committed {
         Some(crate::queue::WriteResult::Done) => {}
-        other => log::error!("event=shutdown_commit_failed result={other:?}"),
+        other => log::error!("event=shutdown_commit_failed result={}", crate::logline::value_text(&format!("{other:?}"))),
     }
     log::info!(
         "event=shutdown_complete signal={signal_name} elapsed_ms={} unanswered={unanswered} served={} notified={}",
@@ -252,7 +254,7 @@ async fn wait_until_serving(app: &App) {
         }
     }
     if waiting > 0 {
-        log::info!("event=nodes_awaiting_first_check count={waiting} (their relays are refused until it answers)");
+        log::info!("event=nodes_awaiting_first_check count={waiting} note=\"their relays are refused until it answers\"");
     }
 }
 

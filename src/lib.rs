@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod exit_code;
 pub mod http;
+pub mod logline;
 pub mod ops;
 pub mod protocol;
 pub mod queue;

@@ -54,8 +54,9 @@ USAGE:
   meshd relay --to URL --app-key HEX --servicer PUBKEY --chain ID [options]
       Send one signed relay (printed first) and verify the servicer signature of the answer.
   meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADDRESS]
-      Inspect the durable relay queue (safe while the daemon runs), list dead letters with
-      their reasons, or move dead letters back to pending.
+      Inspect the durable relay queue (safe while the daemon runs), summarise dead letters
+      by servicer and reason (`dead --limit N` lists the oldest N, `dead --show ID` one in
+      full), or move dead letters back to pending. Needs no keys or token file.
   meshd address <public-key-hex | private-key-hex>
       Print the address (and public key) of an ed25519 key.
   meshd sim servicer --config FILE | meshd sim chain [--listen ADDR] [--delay-ms N]
@@ -402,13 +403,14 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
     };
     let command = match sub {
         "stats" => cli::Command::Stats,
-        "dead" => cli::Command::Dead,
+        "dead" => cli::Command::Dead { limit: None, show: None, datadir: String::new() },
         "replay-dead" => cli::Command::ReplayDead,
         other => return Err(format!("unknown queue subcommand {other:?} (stats, dead, replay-dead)").into()),
     };
-    // Peel off --servicer, leave the rest to the data-dir parser.
+    // Peel off --servicer, --limit and --show; leave the rest to the data-dir parser.
     let mut rest = Vec::new();
     let mut servicer = None;
+    let (mut limit, mut show) = (None, None);
     let mut iter = args[1..].iter();
     while let Some(arg) = iter.next() {
         if arg == "--servicer" {
@@ -416,14 +418,28 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
             let mut address = [0u8; 20];
             hex::decode_to_slice(value.trim(), &mut address).map_err(|e| format!("--servicer {value:?}: not a 40-hex address: {e}"))?;
             servicer = Some(address);
+        } else if arg == "--limit" || arg == "--show" {
+            let name = arg.to_string_lossy().into_owned();
+            let value = iter.next().and_then(|v| v.to_str()).ok_or_else(|| format!("{name} needs a number"))?;
+            let n: u64 = value.trim().trim_start_matches('#').parse().map_err(|_| format!("{name} {value:?}: not a number"))?;
+            if name == "--limit" {
+                limit = Some(usize::try_from(n).unwrap_or(usize::MAX));
+            } else {
+                show = Some(n);
+            }
         } else {
             rest.push(arg.clone());
         }
     }
     let args = parse_datadir_args(rest, false)?;
-    let loaded = load_config(&args)?;
-    let s = &loaded.settings;
-    let dir = loaded.resolve(&s.relay_queue_dir);
+    let command = match command {
+        cli::Command::Dead { .. } => cli::Command::Dead { limit, show, datadir: args.datadir.display().to_string() },
+        _ if limit.is_some() || show.is_some() => return Err("--limit and --show apply to `meshd queue dead` only".into()),
+        other => other,
+    };
+    // Settings only: the queue commands need neither the keys file nor the token files.
+    let (s, data_dir) = config::load_settings(&args.datadir, args.config.as_deref()).map_err(|e| format!("configuration error: {e}"))?;
+    let dir = config::resolve_in(&data_dir, &s.relay_queue_dir);
     // Reading commands open read-only and never create a queue where there is none.
     let mode = match command {
         cli::Command::ReplayDead => {

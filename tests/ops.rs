@@ -184,6 +184,11 @@ fn notify_failures_and_recovery_are_states() {
     stack.servicer.lock().unwrap().control(&meshd::sim::SimControl { fail_notify_status: Some(503), ..Default::default() }).unwrap();
     assert!(matches!(send(&agent, &stack.url(), &stack.relay(2), &stack.servicer_key), Sent::Served(_)));
     assert!(wait_until(Duration::from_secs(10), || count_state(&states(&stack, ""), "NOTIFY_FAILING") == 1), "{:?}\n{}", states(&stack, ""), stack.log_tail());
+    // The overall state says so (the node itself is healthy: degraded, not down).
+    let (_, body) = get(&format!("{}/v1/private/mesh/status", base(&stack)), Some(MESH_TOKEN));
+    let st: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["overall"]["state"], "degraded", "{body}");
+    assert!(st["overall"]["reasons"][0].as_str().unwrap().contains("notifies to servicer node demo-servicer failing"), "{body}");
     stack.servicer.lock().unwrap().control(&meshd::sim::SimControl { fail_notify_status: Some(0), ..Default::default() }).unwrap();
     assert!(wait_until(Duration::from_secs(15), || stack.servicer.lock().unwrap().stats().accepted_total == 2));
     assert!(wait_until(Duration::from_secs(5), || count_state(&states(&stack, ""), "NOTIFY_OK") == 1), "{:?}", states(&stack, ""));
@@ -202,6 +207,15 @@ fn notify_failures_and_recovery_are_states() {
     assert_eq!(st["queue"]["pending"], 0);
     assert_eq!(st["counters"]["served"], 2);
     assert!(st["recent_states"].as_array().unwrap().len() >= 4, "{body}");
+    assert_eq!(st["overall"]["state"], "ok", "{body}");
+    assert_eq!(st["overall"]["reasons"].as_array().unwrap().len(), 0, "{body}");
+    assert_eq!(st["last_minute"]["relays"], 2, "{body}");
+    assert!(
+        st["last_minute"]["p50_ms"].as_f64().unwrap() > 0.0 && st["last_minute"]["p99_ms"].as_f64().unwrap() >= st["last_minute"]["p50_ms"].as_f64().unwrap()
+    );
+    assert_eq!(st["chains"][0]["id"], "0021", "{body}");
+    assert_eq!((st["chains"][0]["healthy"].as_bool(), st["chains"][0]["calls_last_minute"].as_u64()), (Some(true), Some(2)), "{body}");
+    assert_eq!(st["dead_letters"].as_array().unwrap().len(), 0, "{body}");
 
     // After a restart the same session is served again: SESSION_ACTIVE is not recorded twice.
     stack.kill_meshd();
@@ -255,10 +269,19 @@ fn metrics_scrape_has_the_incumbent_families_and_meshd_gauges() {
         format!("meshd_node_healthy{{{m},node=\"demo-servicer\"}} 1"),
         format!("meshd_node_height{{{m},node=\"demo-servicer\"}} 101"),
         format!("meshd_servicers{{{m}}} 1"),
+        format!("meshd_node_failovers_total{{{m},node=\"demo-servicer\"}} 0"),
+        format!("meshd_chain_healthy{{{m},chain_id=\"0021\",chain_name=\"eth-mainnet\"}} 1"),
+        format!("meshd_chain_endpoint_healthy{{{m},chain_id=\"0021\",chain_name=\"eth-mainnet\",endpoint=\"urls[0]\"}} 1"),
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
     }
     assert!(text.contains("# TYPE pocketcore_geo_mesh_relay_time histogram"));
+    assert!(text.contains("# TYPE meshd_node_failovers_total counter"), "failovers only grow: a counter");
+    // Every counter family ends in _total, except the two incumbent Geo-Mesh names.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ") && l.ends_with(" counter")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(name.ends_with("_total") || name.starts_with("pocketcore_geo_mesh_"), "{line}");
+    }
     assert!(text.contains("le=\"381\""), "LinearBuckets(1,20,20) ends at 381 ms");
     assert!(!text.contains("servicer_address"), "no servicer label unless metrics_attach_servicer_label");
     assert!(!text.contains("beef"), "client-chosen chain ids are not labels");

@@ -1,6 +1,12 @@
-//! The status page in headless Chromium (issue D). Needs Debian's chromium and the
-//! playwright-core package under tests/status/, so it is `#[ignore]`d in the plain
-//! `cargo test` run and run by `tests/status_page.sh`, which installs both first.
+//! The status page in headless Chromium. Needs Debian's chromium and the playwright-core
+//! package under tests/status/, so it is `#[ignore]`d in the plain `cargo test` run and run by
+//! `tests/status_page.sh`, which installs both first.
+//!
+//! meshd runs against the simulators and is driven through three states, each checked on the
+//! page (header badge, state box, reasons) and saved as a screenshot under target/: healthy
+//! (`status-page.png`), dead letters waiting (`status-dead-letters.png`: the servicer refuses
+//! relays whose session fell out of its window) and servicer down (`status-servicer-down.png`:
+//! the servicer simulator stops listening).
 
 mod common;
 
@@ -15,7 +21,7 @@ use serde_json::json;
 #[test]
 #[ignore = "needs chromium and tests/status/node_modules: run tests/status_page.sh"]
 fn status_page_shows_live_data_in_headless_chromium() {
-    let mut stack = Stack::new("status-page", 1_000, json!({"metrics_moniker": "fra-mesh-1"}));
+    let mut stack = Stack::new("status-page", 1_000, json!({"metrics_moniker": "fra-mesh-1", "node_check_interval": 1, "servicer_rpc_timeout": 1000}));
     stack.start_meshd();
     let agent = agent(Duration::from_secs(5));
     for i in 0..4 {
@@ -48,13 +54,46 @@ fn status_page_shows_live_data_in_headless_chromium() {
         assert!(matches!(send(&agent, &stack.url(), &stack.relay(100 + i), &stack.servicer_key), Sent::Served(_)));
     }
     let mut stdin = node.stdin.take().unwrap();
-    writeln!(stdin, "EXPECT 7").unwrap();
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
+    let mut exchange = |command: &str, stdout: &mut BufReader<std::process::ChildStdout>| -> String {
+        writeln!(stdin, "{command}").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    };
+    let shot = exchange("EXPECT 7", &mut stdout);
+    assert_eq!(shot, "SHOT", "healthy state not shown as ok\n{}", stack.log_tail());
+
+    // Dead letters: the servicer is away while three relays are served and comes back 40
+    // blocks later, so it refuses them (75) and they are dead-lettered.
+    stack.servicer.lock().unwrap().pause();
+    for i in 0..3 {
+        assert!(matches!(send(&agent, &stack.url(), &stack.relay(700 + i), &stack.servicer_key), Sent::Served(_)));
+    }
+    {
+        let mut s = stack.servicer.lock().unwrap();
+        s.set_height(141).unwrap();
+        s.resume().unwrap();
+    }
+    let dead_png = root.join("target/status-dead-letters.png");
+    let shot =
+        exchange(&format!("STATE degraded {} 3 dead letter(s) waiting|meshd queue replay-dead --datadir|pocketcore 75", dead_png.display()), &mut stdout);
+    assert_eq!(shot, "SHOT", "dead letters not shown as degraded\n{}", stack.log_tail());
+
+    // Servicer down: the simulator stops listening; its health checks fail.
+    stack.servicer.lock().unwrap().pause();
+    let down_png = root.join("target/status-servicer-down.png");
+    let shot = exchange(&format!("STATE down {} no servicer node is healthy|servicer node demo-servicer unhealthy", down_png.display()), &mut stdout);
+    assert_eq!(shot, "SHOT", "servicer down not shown as down\n{}", stack.log_tail());
+
+    let line = exchange("DONE", &mut stdout);
     let status = node.wait().unwrap();
     assert!(status.success(), "check.mjs failed ({status}); last line {line:?}\n{}", stack.log_tail());
     assert_eq!(line.trim(), "OK");
     let png = std::fs::read(&screenshot).expect("a screenshot was saved");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot at {}", screenshot.display());
-    println!("screenshot: {}", screenshot.display());
+    for png in [&screenshot, &dead_png, &down_png] {
+        let bytes = std::fs::read(png).expect("a screenshot was saved");
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "screenshot at {}", png.display());
+        println!("screenshot: {}", png.display());
+    }
 }

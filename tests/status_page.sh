@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Status page check (issue D): meshd with its simulators, the page driven by Debian's headless
+# Status page check: meshd with its simulators, the page driven by Debian's headless
 # Chromium through playwright-core (tests/status/, no browser download). Installs chromium
-# (apt) and the npm package when missing. Leaves target/status-page.png as an artifact.
+# (apt) and the npm package when missing. Leaves a screenshot per state under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +14,7 @@ fi
 ( cd tests/status && npm ci --no-audit --no-fund --loglevel=error )
 
 cargo test --locked --test status_page -- --ignored --nocapture
-test -s target/status-page.png
-echo "status_page: screenshot at target/status-page.png"
+for png in status-page status-dead-letters status-servicer-down; do
+  test -s "target/$png.png"
+done
+echo "status_page: screenshots at target/status-page.png (healthy), target/status-dead-letters.png, target/status-servicer-down.png"

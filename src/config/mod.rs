@@ -122,6 +122,18 @@ pub fn find_config(data_dir: &Path, config_file: Option<&Path>) -> (Option<PathB
 /// A non-empty `data_dir` key in the config file replaces `data_dir` (the `--datadir` flag) as the
 /// base of every relative path, like the incumbent; an empty or absent key keeps the flag. A
 /// relative `data_dir` value is relative to the working directory, exactly like the flag.
+/// The config file's settings and the effective data dir, without the keys, chains or token
+/// files: what `meshd queue` needs (it must work on a host whose keys file is elsewhere).
+pub fn load_settings(data_dir: &Path, config_file: Option<&Path>) -> Result<(Settings, PathBuf), ConfigError> {
+    let (config_path, _) = find_config(data_dir, config_file);
+    let settings = match &config_path {
+        Some(path) => Settings::from_json(&read_text(path, file::CONFIG_FILE_LIMIT)?, path)?.0,
+        None => Settings::default(),
+    };
+    let effective_dir = if settings.data_dir.is_empty() { data_dir.to_path_buf() } else { PathBuf::from(&settings.data_dir) };
+    Ok((settings, effective_dir))
+}
+
 pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let (config_path, both_warning) = find_config(data_dir, config_file);

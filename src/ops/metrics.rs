@@ -58,6 +58,97 @@ impl Histogram {
     }
 }
 
+/// Slots of [`RecentWindow`]: one per second.
+pub const WINDOW_SECONDS: usize = 60;
+/// Latency buckets of [`RecentWindow`]: upper bounds `0.5 ms × 1.25^i`, the last one open.
+const WINDOW_BUCKETS: usize = 64;
+
+fn window_bound_ms(i: usize) -> f64 {
+    0.5 * 1.25f64.powi(i as i32)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// The unix second this slot counts (a slot of an older second is stale).
+    second: u64,
+    count: u64,
+    errors: u64,
+    buckets: [u32; WINDOW_BUCKETS],
+}
+
+/// The last [`WINDOW_SECONDS`] seconds of one stream of calls (client relays, one chain's
+/// calls): a ring of per-second counts and latency buckets, so the rate and p50/p99 over the
+/// last minute cost a fixed 60 × 64 counters, whatever the traffic. Buckets grow by 25 %, so a
+/// quantile is its bucket's upper bound, at most 25 % above the true value.
+#[derive(Debug, Clone)]
+pub struct RecentWindow {
+    slots: Box<[Slot; WINDOW_SECONDS]>,
+}
+
+impl Default for RecentWindow {
+    fn default() -> Self {
+        RecentWindow { slots: Box::new([Slot { second: 0, count: 0, errors: 0, buckets: [0; WINDOW_BUCKETS] }; WINDOW_SECONDS]) }
+    }
+}
+
+/// What a [`RecentWindow`] saw over the last minute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecentStats {
+    pub count: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    /// None without calls in the window.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl RecentWindow {
+    /// One call finished at unix second `now_s`, taking `ms`; `error`: it failed.
+    pub fn observe(&mut self, now_s: u64, ms: f64, error: bool) {
+        let slot = &mut self.slots[(now_s % WINDOW_SECONDS as u64) as usize];
+        if slot.second != now_s {
+            *slot = Slot { second: now_s, count: 0, errors: 0, buckets: [0; WINDOW_BUCKETS] };
+        }
+        slot.count += 1;
+        slot.errors += u64::from(error);
+        let i = (0..WINDOW_BUCKETS - 1).find(|&i| ms <= window_bound_ms(i)).unwrap_or(WINDOW_BUCKETS - 1);
+        slot.buckets[i] = slot.buckets[i].saturating_add(1);
+    }
+
+    /// The seconds `now_s - 59 ..= now_s`.
+    pub fn stats(&self, now_s: u64) -> RecentStats {
+        let mut buckets = [0u64; WINDOW_BUCKETS];
+        let (mut count, mut errors) = (0, 0);
+        for slot in self.slots.iter().filter(|s| s.count > 0 && s.second <= now_s && now_s - s.second < WINDOW_SECONDS as u64) {
+            count += slot.count;
+            errors += slot.errors;
+            for (total, n) in buckets.iter_mut().zip(slot.buckets) {
+                *total += u64::from(n);
+            }
+        }
+        let quantile = |q: f64| -> Option<f64> {
+            let total: u64 = buckets.iter().sum();
+            if total == 0 {
+                return None;
+            }
+            let rank = ((q * total as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (i, n) in buckets.iter().enumerate() {
+                seen += n;
+                if seen >= rank {
+                    return Some(window_bound_ms(i));
+                }
+            }
+            Some(window_bound_ms(WINDOW_BUCKETS - 1))
+        };
+        RecentStats { count, errors, per_second: count as f64 / WINDOW_SECONDS as f64, p50_ms: quantile(0.5), p99_ms: quantile(0.99) }
+    }
+}
+
+fn unix_now_s() -> u64 {
+    crate::timefmt::unix_secs(std::time::SystemTime::now())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct RelayKey {
     chain: String,
@@ -113,6 +204,10 @@ pub struct Metrics {
     chains: RefCell<BTreeMap<ChainKey, Histogram>>,
     /// Relays answered 200 per servicer address (status page; always kept, it is small).
     served_by_servicer: RefCell<HashMap<[u8; 20], u64>>,
+    /// Client relays over the last minute (status page: relays/s, p50/p99).
+    recent_relays: RefCell<RecentWindow>,
+    /// Chain calls over the last minute, per chain id (errors: no answer or 5xx).
+    recent_chains: RefCell<BTreeMap<String, RecentWindow>>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -130,6 +225,8 @@ impl Metrics {
             errors: RefCell::default(),
             chains: RefCell::default(),
             served_by_servicer: RefCell::default(),
+            recent_relays: RefCell::default(),
+            recent_chains: RefCell::default(),
         }
     }
 
@@ -154,6 +251,7 @@ impl Metrics {
             status_code: o.status_code,
             servicer: self.servicer_label(o.servicer),
         };
+        self.recent_relays.borrow_mut().observe(unix_now_s(), ms(o.total), !o.success);
         let mut relays = self.relays.borrow_mut();
         let stats = relays.entry(key).or_default();
         stats.count += 1;
@@ -183,6 +281,35 @@ impl Metrics {
     pub fn chain_call(&self, chain: &str, status_code: u16, elapsed: Duration) {
         let key = ChainKey { chain: chain.to_string(), status_code };
         self.chains.borrow_mut().entry(key).or_default().observe(ms(elapsed));
+        let failed = status_code == 0 || status_code >= 500;
+        self.recent_chains.borrow_mut().entry(chain.to_string()).or_default().observe(unix_now_s(), ms(elapsed), failed);
+    }
+
+    /// Client relays over the last minute.
+    pub fn recent_relays(&self) -> RecentStats {
+        self.recent_relays.borrow().stats(unix_now_s())
+    }
+
+    /// One chain's calls over the last minute.
+    pub fn recent_chain(&self, chain: &str) -> RecentStats {
+        self.recent_chains.borrow().get(chain).map(|w| w.stats(unix_now_s())).unwrap_or(RecentStats {
+            count: 0,
+            errors: 0,
+            per_second: 0.0,
+            p50_ms: None,
+            p99_ms: None,
+        })
+    }
+
+    /// Client relays refused since start, by error type and Pocket code (most first).
+    pub fn rejections(&self) -> Vec<(&'static str, u32, u64)> {
+        let mut by: BTreeMap<(&'static str, u32), u64> = BTreeMap::new();
+        for (k, n) in self.errors.borrow().iter().filter(|(k, _)| !k.is_notify) {
+            *by.entry((k.status_type, k.status_code)).or_insert(0) += n;
+        }
+        let mut out: Vec<(&'static str, u32, u64)> = by.into_iter().map(|((t, c), n)| (t, c, n)).collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2));
+        out
     }
 
     /// When this registry (the daemon) started.
@@ -381,8 +508,8 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
     );
     family(
         &mut out,
-        "meshd_node_failovers",
-        "gauge",
+        "meshd_node_failovers_total",
+        "counter",
         "Times the servicer node's calls moved to another of its URLs since meshd started.",
         nodes.iter().map(|(name, _, failovers)| (node_labels(name), *failovers)),
     );
@@ -393,6 +520,7 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
         "Block height the servicer node last reported while healthy.",
         nodes.iter().filter_map(|(name, gate, _)| gate.as_ref().ok().map(|status| (node_labels(name), status.height))),
     );
+    render_chains(&mut out, app);
     header(&mut out, "meshd_servicers", "gauge", "Servicer keys loaded.");
     let _ = writeln!(out, "meshd_servicers{moniker} {}", fleet.servicer_count());
 
@@ -407,6 +535,36 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
         let _ = writeln!(out, "{name}{moniker} {value}");
     }
     out
+}
+
+/// Chain health: each endpoint's bench state and whether the chain has a usable endpoint.
+fn render_chains(out: &mut String, app: &App) {
+    let chains = app.chains();
+    let mut sorted: Vec<&crate::config::chains::Chain> = chains.by_id.values().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let up: Vec<(&crate::config::chains::Chain, Vec<bool>)> = sorted.into_iter().map(|c| (c, app.chain_health.endpoints_up(c))).collect();
+    let chain_labels = |c: &crate::config::chains::Chain, extra: Option<&str>| {
+        let name = chains.name(&c.id).to_string();
+        let mut pairs = vec![("moniker", app.metrics.moniker.as_str()), ("chain_id", c.id.as_str()), ("chain_name", name.as_str())];
+        if let Some(endpoint) = extra {
+            pairs.push(("endpoint", endpoint));
+        }
+        labels(&pairs)
+    };
+    family(
+        out,
+        "meshd_chain_healthy",
+        "gauge",
+        "1 when at least one of the chain's endpoints is usable (not benched after failures), else 0.",
+        up.iter().map(|(c, up)| (chain_labels(c, None), u64::from(up.iter().any(|u| *u)))),
+    );
+    family(
+        out,
+        "meshd_chain_endpoint_healthy",
+        "gauge",
+        "1 while the chain endpoint (urls[i] of chains.json) is usable, 0 while it is benched after failures.",
+        up.iter().flat_map(|(c, up)| up.iter().enumerate().map(move |(i, u)| (chain_labels(c, Some(&format!("urls[{i}]"))), u64::from(*u)))),
+    );
 }
 
 /// Each listener's connections (relay, metrics, Spacemesh gateway and API).
@@ -504,6 +662,36 @@ mod tests {
         );
         assert_eq!(out.matches("# TYPE pocketcore_geo_mesh_relay_time histogram").count(), 1);
         assert_eq!(m.served_by(&servicer), 1);
+    }
+
+    #[test]
+    fn the_recent_window_gives_rate_and_quantiles_of_the_last_minute() {
+        let mut w = RecentWindow::default();
+        assert_eq!(w.stats(1000).p50_ms, None);
+        // 99 fast calls (2 ms) and one slow (500 ms) in second 1000, 20 more (2 ms) in 1030.
+        for _ in 0..99 {
+            w.observe(1000, 2.0, false);
+        }
+        w.observe(1000, 500.0, true);
+        for _ in 0..20 {
+            w.observe(1030, 2.0, false);
+        }
+        let s = w.stats(1030);
+        assert_eq!((s.count, s.errors), (120, 1));
+        assert_eq!(s.per_second, 2.0);
+        let p50 = s.p50_ms.unwrap();
+        assert!((2.0..2.5).contains(&p50), "p50 {p50}");
+        let p99 = s.p99_ms.unwrap();
+        assert!((2.0..2.5).contains(&p99), "1 in 120 is above p99: {p99}");
+        // A minute later second 1000 has left the window; the same slot reused is reset.
+        let s = w.stats(1060);
+        assert_eq!(s.count, 20);
+        w.observe(1060, 300.0, false);
+        let s = w.stats(1060);
+        assert_eq!(s.count, 21);
+        let p99 = s.p99_ms.unwrap();
+        assert!((300.0..375.0).contains(&p99), "p99 {p99}");
+        assert_eq!(w.stats(1200).count, 0);
     }
 
     #[test]

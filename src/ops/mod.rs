@@ -1,9 +1,10 @@
 //! What an operator sees and steers: Prometheus [`metrics`], the [`private_api`], the identity
-//! [`states`] and their [`routes`] (states API, status page), the [`proxy`] to a servicer for
-//! the routes the incumbent proxies, hot [`reload`], and the [`redact`]ion of secrets from
-//! upstream text.
+//! [`states`] and their [`routes`] (states API, status page, its [`overall`] state), the
+//! [`proxy`] to a servicer for the routes the incumbent proxies, hot [`reload`], and the
+//! [`redact`]ion of secrets from upstream text.
 
 pub mod metrics;
+pub mod overall;
 pub mod private_api;
 pub mod proxy;
 pub mod redact;

@@ -226,7 +226,7 @@ async fn update_chains(app: &Rc<App>, body: &[u8]) -> Reply {
     for chain in set.sorted() {
         answer.insert(chain.id.clone(), chain_to_json(&chain));
     }
-    log::info!("event=chains_updated source=private_route file={} chains={:?}", path.display(), set.ids);
+    log::info!("event=chains_updated source=private_route file={} chains={}", path.display(), crate::logline::value_text(&set.ids.join(",")));
     app.reload.note_chains_written(written);
     app.set_chains(Rc::new(set));
     json_reply(Value::Object(answer))

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::http::reply::{http_error, Reply};
+use crate::ops::overall::Signals;
 use crate::ops::states::{parse_time, to_json, IdentityState};
 use crate::queue::StateQuery;
 use crate::relay::service::redact_url;
@@ -163,7 +164,7 @@ async fn states(app: &App, query: &str) -> Reply {
 /// `GET /v1/private/mesh/status`: what the status page shows, in one poll.
 async fn status(app: &App) -> Reply {
     let store = app.queue.store().clone();
-    let (queue, pending) = smol::unblock(move || (store.stats(), store.pending_by_servicer_key())).await;
+    let (queue, pending, dead) = smol::unblock(move || (store.stats(), store.pending_by_servicer_key(), crate::queue::cli::dead_summary(&store, None))).await;
     let pending: BTreeMap<[u8; 20], u64> = pending
         .unwrap_or_else(|e| {
             log::warn!("event=status_pending_failed error={e:?}");
@@ -210,7 +211,7 @@ async fn status(app: &App) -> Reply {
             }));
         }
     }
-    let queue = match queue {
+    let queue_json = match &queue {
         Ok(q) => json!({
             "pending": q.pending,
             "dead_letters": q.dead,
@@ -220,8 +221,84 @@ async fn status(app: &App) -> Reply {
         }),
         Err(e) => json!({ "error": e }),
     };
+    let mut signals = Signals {
+        nodes: fleet.nodes.len(),
+        unhealthy: fleet.nodes.iter().filter_map(|n| n.gate().err().map(|e| (n.name.clone(), e.message))).collect(),
+        listener_problem: listener_problem(app),
+        notify_failing: fleet.nodes.iter().map(|n| (n.name.clone(), app.notifier.failures(n))).filter(|(_, f)| *f > 0).collect(),
+        notify_backlog: app.states.addresses_in(&[IdentityState::NotifyBacklog]).len(),
+        ..Default::default()
+    };
+    match &queue {
+        Ok(q) => {
+            signals.dead_letters = q.dead;
+            signals.queue_used_bytes = q.used_bytes;
+            signals.queue_admission_limit_bytes = q.admission_limit_bytes;
+        }
+        Err(e) => signals.queue_error = Some(e.clone()),
+    }
+    let chain_set = app.chains();
+    let mut chain_ids: Vec<&String> = chain_set.by_id.keys().collect();
+    chain_ids.sort();
+    let mut chains = Vec::new();
+    for id in chain_ids {
+        let chain = &chain_set.by_id[id];
+        let up = app.chain_health.endpoints_up(chain);
+        for (i, _) in up.iter().enumerate().filter(|(_, u)| !**u) {
+            signals.chain_endpoints_benched.push((id.clone(), format!("urls[{i}]")));
+        }
+        if !up.iter().any(|u| *u) {
+            signals.chains_down.push(id.clone());
+        }
+        let recent = app.metrics.recent_chain(id);
+        chains.push(json!({
+            "id": id,
+            "name": chain_set.name(id),
+            "healthy": up.iter().any(|u| *u),
+            "endpoints": up.len(),
+            "endpoints_up": up.iter().filter(|u| **u).count(),
+            "failovers": app.chain_health.failovers(id),
+            "calls_last_minute": recent.count,
+            "errors_last_minute": recent.errors,
+            "p50_ms": recent.p50_ms,
+            "p99_ms": recent.p99_ms,
+        }));
+    }
+    let data_dir = app.data_dir.display().to_string();
+    let dead_letters: Vec<Value> = dead
+        .unwrap_or_else(|e| {
+            log::warn!("event=status_dead_letters_failed error={}", crate::logline::value_text(&e));
+            Vec::new()
+        })
+        .into_iter()
+        .map(|g| {
+            json!({
+                "servicer": g.servicer,
+                "reason": g.reason,
+                "count": g.count,
+                "first": crate::queue::cli::time_ms(g.first_ms),
+                "last": crate::queue::cli::time_ms(g.last_ms),
+                "replay": crate::queue::cli::replay_command(&data_dir, &g.servicer),
+            })
+        })
+        .collect();
+    let recent = app.metrics.recent_relays();
+    let rejections: Vec<Value> = app.metrics.rejections().into_iter().map(|(kind, code, count)| json!({"type": kind, "code": code, "count": count})).collect();
+    let overall = crate::ops::overall::overall(&signals);
     let started = app.metrics.started();
     json_reply(&json!({
+        "overall": overall,
+        "last_minute": {
+            "window_seconds": crate::ops::metrics::WINDOW_SECONDS,
+            "relays": recent.count,
+            "errors": recent.errors,
+            "relays_per_second": recent.per_second,
+            "p50_ms": recent.p50_ms,
+            "p99_ms": recent.p99_ms,
+        },
+        "rejections": rejections,
+        "chains": chains,
+        "dead_letters": dead_letters,
         "version": env!("CARGO_PKG_VERSION"),
         "moniker": app.metrics.moniker(),
         "started": crate::ops::states::rfc3339(crate::timefmt::unix_micros(started)),
@@ -229,12 +306,22 @@ async fn status(app: &App) -> Reply {
         "now": crate::ops::states::rfc3339(crate::ops::states::now_us()),
         "nodes": nodes,
         "addresses": addresses,
-        "queue": queue,
+        "queue": queue_json,
         "counters": counters,
         "session_cache_entries": app.sessions.len(),
         "notify_in_flight": app.notifier.in_flight(&fleet),
         "recent_states": app.states.recent(STATUS_RECENT).iter().map(to_json).collect::<Vec<_>>(),
     }))
+}
+
+/// Why the relay listener does not take new relays right now, if it does not.
+fn listener_problem(app: &App) -> Option<String> {
+    if app.stop.is_requested() {
+        return Some("shutting down".into());
+    }
+    let listeners = crate::http::server::stats();
+    let relay = listeners.iter().find(|l| l.name == "relay")?;
+    relay.paused.load(std::sync::atomic::Ordering::Relaxed).then(|| "accepting paused (connection cap reached or descriptors exhausted)".to_string())
 }
 
 #[cfg(test)]

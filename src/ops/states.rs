@@ -19,7 +19,7 @@
 
 pub use crate::timefmt::{parse_time, rfc3339};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{json, Map, Value};
 
@@ -164,15 +164,19 @@ impl States {
         if !is_transition(last.get(&key), &record) {
             return false;
         }
+        // Only the fields this state carries: no `chain=` or `session_height=0` on a health line.
+        let (height, value) = (record.session_height.to_string(), record.value.to_string());
         log::info!(
-            "event=identity_state servicer={} state={} chain={} session_height={} node={} value={} message={:?}",
-            hex::encode(record.servicer_address),
-            state.name(),
-            record.chain,
-            record.session_height,
-            record.node,
-            record.value,
-            record.message
+            "event=identity_state {}",
+            crate::logline::fields(&[
+                ("servicer", &hex::encode(record.servicer_address)),
+                ("state", state.name()),
+                ("chain", &record.chain),
+                ("session_height", if record.session_height == 0 { "" } else { &height }),
+                ("node", &record.node),
+                ("value", if record.value == 0 { "" } else { &value }),
+                ("message", &record.message),
+            ])
         );
         last.insert(key.clone(), record.clone());
         let mut recent = self.recent.borrow_mut();
@@ -187,6 +191,11 @@ impl States {
     /// Newest transitions first, at most `n`.
     pub fn recent(&self, n: usize) -> Vec<StateRecord> {
         self.recent.borrow().iter().rev().take(n).cloned().collect()
+    }
+
+    /// The addresses whose current state in some group is one of `states`.
+    pub fn addresses_in(&self, states: &[IdentityState]) -> HashSet<[u8; 20]> {
+        self.last.borrow().values().filter(|r| states.iter().any(|s| *s as u8 == r.state)).map(|r| r.servicer_address).collect()
     }
 
     /// The newest state of every address across its groups (for the status page).

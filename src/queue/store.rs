@@ -48,6 +48,9 @@ pub enum WriteOp {
     Reschedule(PendingKey, Box<QueuedRelay>),
     /// Move a pending record (decodable or not) to the dead-letter store with the reason.
     DeadLetter(PendingKey, String),
+    /// Move a pending relay to the dead-letter store as it stands after its last notify
+    /// attempt (`attempts` counting that attempt), with the reason.
+    DeadLetterTried(PendingKey, Box<QueuedRelay>, String),
     /// Forget proofs of sessions below this height (they can no longer be claimed).
     PruneProofs { below_session_height: i64 },
     /// Move a dead letter back to pending, with its attempts reset.
@@ -367,19 +370,26 @@ impl Store {
                         WriteResult::Done
                     }
                 }
-                WriteOp::DeadLetter(key, reason) => match self.pending.get(&wtxn, key).map_err(|e| self.lmdb(e))?.map(<[u8]>::to_vec) {
-                    None => WriteResult::Missing,
-                    Some(bytes) => {
-                        self.pending.delete(&mut wtxn, key).map_err(|e| self.lmdb(e))?;
-                        if let Ok(record) = QueuedRelay::decode(&bytes) {
-                            self.bump_session(&mut wtxn, &record_session_key(&record), -1).map_err(|e| self.lmdb(e))?;
+                WriteOp::DeadLetter(key, _) | WriteOp::DeadLetterTried(key, _, _) => {
+                    match self.pending.get(&wtxn, key).map_err(|e| self.lmdb(e))?.map(<[u8]>::to_vec) {
+                        None => WriteResult::Missing,
+                        Some(stored) => {
+                            let (bytes, reason) = match op {
+                                WriteOp::DeadLetterTried(_, record, reason) => (record.encode(), reason),
+                                WriteOp::DeadLetter(_, reason) => (stored, reason),
+                                _ => unreachable!("matched above"),
+                            };
+                            self.pending.delete(&mut wtxn, key).map_err(|e| self.lmdb(e))?;
+                            if let Ok(record) = QueuedRelay::decode(&bytes) {
+                                self.bump_session(&mut wtxn, &record_session_key(&record), -1).map_err(|e| self.lmdb(e))?;
+                            }
+                            let letter = DeadLetter { reason: reason.clone(), dead_at_ms: now_ms(), pending_key: key.to_vec(), record: bytes };
+                            self.dead.put(&mut wtxn, &seq, &letter.encode()).map_err(|e| self.lmdb(e))?;
+                            seq += 1;
+                            WriteResult::Done
                         }
-                        let letter = DeadLetter { reason: reason.clone(), dead_at_ms: now_ms(), pending_key: key.to_vec(), record: bytes };
-                        self.dead.put(&mut wtxn, &seq, &letter.encode()).map_err(|e| self.lmdb(e))?;
-                        seq += 1;
-                        WriteResult::Done
                     }
-                },
+                }
                 WriteOp::PruneProofs { below_session_height } => {
                     let end = height_bytes(*below_session_height);
                     let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(&end[..]));
@@ -702,10 +712,15 @@ mod tests {
         let mut r = relay(6, 1, 9, 10);
         r.attempts = 7;
         let k = appended(&store.apply(&[WriteOp::Append(r)]).unwrap()[0]);
-        store.apply(&[WriteOp::DeadLetter(k, "servicer refused: 45".into())]).unwrap();
+        // The record as it stands after its last attempt is what the dead letter keeps.
+        let mut tried = relay(6, 1, 9, 10);
+        tried.attempts = 8;
+        store.apply(&[WriteOp::DeadLetterTried(k, tried, "servicer refused: 45".into())]).unwrap();
         let sk = session_key(&"ab".repeat(32), "0021", 9, &[6; 32]);
         assert_eq!(store.session_pending(&sk).unwrap(), 0);
         let dead = store.dead_letters(None).unwrap();
+        assert_eq!(QueuedRelay::decode(&dead[0].1.record).unwrap().attempts, 8);
+        assert_eq!(dead[0].1.reason, "servicer refused: 45");
         let replayed = appended(&store.apply(&[WriteOp::ReplayDead(dead[0].0)]).unwrap()[0]);
         assert!(store.dead_letters(None).unwrap().is_empty());
         let (due, _) = store.due(&[[6; 20]], &HashSet::new(), 0, 10).unwrap();

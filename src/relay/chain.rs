@@ -141,11 +141,12 @@ pub fn record_outcome(app: &crate::app::App, chain: &Chain, outcome: ChainOutcom
         if passed_over > 0 {
             crate::app::Counters::inc(&app.counters.chain_failovers);
             let from = outcome.failed.first().map(|(i, _)| *i).unwrap_or(0);
-            log::warn!(
-                "event=chain_failover chain={} from=urls[{from}] to=urls[{}] reason={:?}",
-                chain.id,
-                outcome.served_by.unwrap_or(0),
-                outcome.failed.first().map(|(_, e)| e.as_str()).unwrap_or("")
+            // Every call to a dead endpoint fails over: summarised, not one line per relay.
+            crate::logline::note(
+                log::Level::Warn,
+                "chain_failover",
+                &[("chain", &chain.id), ("from", &format!("urls[{from}]")), ("to", &format!("urls[{}]", outcome.served_by.unwrap_or(0)))],
+                &[("reason", outcome.failed.first().map(|(_, e)| e.as_str()).unwrap_or(""))],
             );
         }
     }
@@ -201,9 +202,23 @@ impl ChainSet {
 #[derive(Default)]
 pub struct ChainHealth {
     benches: RefCell<HashMap<String, Bench>>,
+    /// Calls answered by a later endpoint after earlier ones failed, per chain id.
+    failovers: RefCell<HashMap<String, u64>>,
 }
 
 impl ChainHealth {
+    /// Whether each of `chain`'s endpoints is usable now (not benched), in configuration order.
+    pub fn endpoints_up(&self, chain: &Chain) -> Vec<bool> {
+        let now = Instant::now();
+        let benches = self.benches.borrow();
+        chain.urls.iter().map(|url| benches.get(url).and_then(|b| b.benched_until(now)).is_none()).collect()
+    }
+
+    /// Failovers of `chain` since start.
+    pub fn failovers(&self, chain: &str) -> u64 {
+        self.failovers.borrow().get(chain).copied().unwrap_or(0)
+    }
+
     /// The order to try `chain`'s endpoints in: the ones not benched in configuration order,
     /// then benched ones, soonest back first (when every endpoint is benched, one must still
     /// be tried).
@@ -234,6 +249,9 @@ impl ChainHealth {
             }
         }
         if outcome.served_by.is_some() {
+            if !outcome.failed.is_empty() {
+                *self.failovers.borrow_mut().entry(chain.id.clone()).or_insert(0) += 1;
+            }
             outcome.failed.len()
         } else {
             0

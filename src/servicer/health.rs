@@ -193,7 +193,10 @@ pub async fn check_loop(app: Rc<App>, id: u64) {
         }
         let gate = node.gate();
         match (was_healthy, &gate) {
-            (false, Ok(status)) => log::info!("event=node_healthy node={} height={} version={:?}", node.name, status.height, status.version),
+            (false, Ok(status)) => log::info!(
+                "event=node_healthy {}",
+                crate::logline::fields(&[("node", &node.name), ("height", &status.height.to_string()), ("version", &status.version)])
+            ),
             (true, Err(e)) => log::warn!("event=node_unhealthy node={} reason={:?}", node.name, e.message),
             _ => {}
         }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 
 use crate::app::{App, Counters};
+use crate::logline;
 use crate::protocol::session::latest_session_height;
 use crate::queue::record::now_ms;
 use crate::queue::{PendingKey, QueuedRelay, WriteOp, WriteResult};
@@ -72,6 +73,11 @@ impl Notifier {
         node.rt.lane.wake.notify(1);
     }
 
+    /// Notify failures in a row of `node` while it does not take them (0: it does).
+    pub fn failures(&self, node: &Node) -> u32 {
+        node.rt.lane.consecutive_failures.get()
+    }
+
     /// Notifies currently in flight, all nodes of `fleet`.
     pub fn in_flight(&self, fleet: &Fleet) -> usize {
         fleet.nodes.iter().map(|n| n.rt.lane.in_flight.borrow().len()).sum()
@@ -94,7 +100,7 @@ async fn dispatch(app: Rc<App>, id: u64, ex: &'static smol::LocalExecutor<'stati
     loop {
         // The current snapshot of the node: its addresses may have changed with a reload.
         let Some(node) = app.fleet().node(id).cloned() else {
-            log::debug!("event=dispatcher_stopped id={id} (node removed by a reload)");
+            log::debug!("event=dispatcher_stopped id={id} reason=\"node removed by a reload\"");
             return;
         };
         let rt = node.rt.clone();
@@ -154,7 +160,7 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
     let mut record = match record {
         Ok(record) => record,
         Err(decode_error) => {
-            log::error!("event=queue_record_corrupt key={} error={decode_error:?}", hex::encode(key));
+            logline::note(log::Level::Error, "queue_record_corrupt", &[], &[("key", &hex::encode(key)), ("error", &decode_error)]);
             Counters::inc(&app.counters.dead_lettered);
             if let Ok(address) = <[u8; 20]>::try_from(&key[..20]) {
                 app.states.dead_lettered(address, "", 0, &decode_error);
@@ -186,16 +192,24 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
             node_recovered(app, node, lane);
             app.states.notify_ok(record.servicer_address, node_name);
             Counters::inc(&app.counters.notify_already_known);
-            log::info!("event=notify_already_known servicer={servicer} chain={} session_height={}", record.chain, record.session_height);
+            logline::note(log::Level::Info, "notify_already_known", &[("servicer", &servicer)], &[("chain", &record.chain)]);
             settle(app, WriteOp::Delivered(key)).await;
         }
         NotifyOutcome::Rejected(e) => {
             node_recovered(app, node, lane);
             Counters::inc(&app.counters.dead_lettered);
-            log::warn!("event=notify_rejected servicer={servicer} chain={} code={} message={:?}", record.chain, e.code, e.message);
+            let code = e.code.to_string();
+            logline::note(
+                log::Level::Warn,
+                "notify_rejected",
+                &[("code", &code), ("servicer", &servicer)],
+                &[("chain", &record.chain), ("message", &e.message)],
+            );
             let reason = format!("servicer refused the relay: {e}");
             app.states.dead_lettered(record.servicer_address, &record.chain, record.session_height, &reason);
-            settle(app, WriteOp::DeadLetter(key, reason)).await;
+            record.attempts += 1;
+            record.last_error = reason.clone();
+            settle(app, WriteOp::DeadLetterTried(key, Box::new(record), reason)).await;
         }
         NotifyOutcome::NodeDown(why) if node.has_usable_url() => {
             // Another URL of the node is usable: the record stays pending and the next pass
@@ -229,12 +243,13 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
                     "gave up after {} attempts: session {} can no longer be claimed at height {height}; last error: {why}",
                     record.attempts, record.session_height
                 );
-                log::warn!("event=notify_dead_letter servicer={servicer} reason={reason:?}");
+                logline::note(log::Level::Warn, "notify_dead_letter", &[("servicer", &servicer)], &[("reason", &reason)]);
                 app.states.dead_lettered(record.servicer_address, &record.chain, record.session_height, &reason);
-                WriteOp::DeadLetter(key, reason)
+                WriteOp::DeadLetterTried(key, Box::new(record), reason)
             } else {
                 if u64::from(record.attempts) == s.servicer_retry_max_times + 1 {
-                    log::warn!("event=notify_slow_lane servicer={servicer} attempts={} last_error={why:?}", record.attempts);
+                    let attempts = record.attempts.to_string();
+                    logline::note(log::Level::Warn, "notify_slow_lane", &[("servicer", &servicer)], &[("attempts", &attempts), ("last_error", &why)]);
                     app.states.notify_backlog(record.servicer_address, &record.chain, record.session_height, record.attempts, &why);
                 }
                 record.not_before_ms = now_ms() + SLOW_LANE.as_millis() as u64;
@@ -284,7 +299,12 @@ fn unclaimable_at(node: &Node, session_height: i64) -> Option<i64> {
 async fn settle(app: &App, op: WriteOp) {
     match app.queue.write(op).await {
         WriteResult::Done | WriteResult::Missing | WriteResult::Appended(_) => {}
-        other => log::error!("event=queue_update_failed result={other:?} (the record stays pending and will be retried)"),
+        other => logline::note(
+            log::Level::Error,
+            "queue_update_failed",
+            &[],
+            &[("result", &format!("{other:?}")), ("note", "the record stays pending and will be retried")],
+        ),
     }
 }
 

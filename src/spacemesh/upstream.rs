@@ -225,7 +225,10 @@ impl Pool {
                 log::info!("event=spacemesh_upstream_ready pool={} url={} was={}", self.kind, u.url, before.as_str());
                 self.became_ready.notify(usize::MAX);
             }
-            _ => log::warn!("event=spacemesh_upstream_unhealthy pool={} url={} state={} error={:?}", self.kind, u.url, h.as_str(), u.last_error.borrow()),
+            _ => log::warn!(
+                "event=spacemesh_upstream_unhealthy {}",
+                crate::logline::fields(&[("pool", self.kind), ("url", &u.url), ("state", h.as_str()), ("error", &u.last_error.borrow()),])
+            ),
         }
         if self.policy == Policy::Sticky && h != Health::Ready && self.sticky.get() == Some(i) {
             // The next request moves on; count the failover against the node we leave.

@@ -6,6 +6,14 @@
 // Protocol with the caller (tests/status_page.rs), one line each way:
 //   → "READY served=<n>"   the page shows n relays served
 //   ← "EXPECT <m>"         the caller served more relays; wait for the page to show m
+//   → "SHOT"               after the screenshot of that state
+//   ← "STATE <ok|degraded|down> <png> <text>[|<text>…]"
+//                          the caller brought meshd into a state: wait until the header badge
+//                          and the state box show it and the page shows every <text>, then
+//                          save a screenshot to <png> (a stopped servicer counts as down once
+//                          its last good check is stale: up to 30 s with these settings)
+//   → "SHOT"
+//   ← "DONE"
 //   → "OK"                 then exit 0 (any failure: a message on stderr and exit 1)
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -67,7 +75,43 @@ try {
   await page.waitForFunction((want) => document.querySelector("#c-served")?.textContent === want, m[1], { timeout: TIMEOUT });
   await page.waitForFunction((want) => [...document.querySelectorAll("#addresses tr td")][3]?.textContent === want, m[1], { timeout: TIMEOUT });
 
+  await page.waitForFunction(() => document.querySelector("#overall")?.textContent === "ok", null, { timeout: TIMEOUT });
+  const rate = await page.textContent("#r-rate");
+  if (!(Number(rate) > 0)) fail(`relays/s shows ${rate}`);
+  if (!/ms \/ .* ms$/.test(await page.textContent("#r-latency"))) fail(`latency shows ${await page.textContent("#r-latency")}`);
   await page.screenshot({ path: screenshot, fullPage: true });
+  if (problems.length) fail(`the page reported problems:\n${problems.join("\n")}`);
+  console.log("SHOT");
+
+  // The states the caller drives meshd into, each checked on the page and photographed.
+  for (;;) {
+    const cmd = (await lines.next()).value ?? "";
+    if (cmd === "DONE") break;
+    const s = /^STATE (ok|degraded|down) (\S+) (.+)$/.exec(cmd);
+    if (!s) fail(`expected "STATE …" or "DONE", got ${JSON.stringify(cmd)}`);
+    const [, state, png, texts] = s;
+    try {
+      await page.waitForFunction(
+        ([want, needles]) => {
+          const text = document.querySelector("#main")?.innerText ?? "";
+          return document.querySelector("#overall")?.textContent === want &&
+            document.querySelector("#state-text")?.textContent === want &&
+            needles.every((n) => text.includes(n));
+        },
+        [state, texts.split("|")],
+        { timeout: 60000 },
+      );
+    } catch (e) {
+      const shown = await page.textContent("#overall");
+      const reasons = await page.$$eval("#reasons li", (items) => items.map((i) => i.textContent));
+      fail(`state ${state} with ${texts} not shown (badge ${shown}, reasons ${JSON.stringify(reasons)}): ${e.message}`);
+    }
+    const cls = await page.getAttribute("#overall", "class");
+    const want = { ok: "ok", degraded: "warn", down: "bad" }[state];
+    if (!cls.split(" ").includes(want)) fail(`badge class ${cls} for ${state}`);
+    await page.screenshot({ path: png, fullPage: true });
+    console.log("SHOT");
+  }
   if (problems.length) fail(`the page reported problems:\n${problems.join("\n")}`);
 
   // A second tab without the token asks for it and shows no data; a wrong token is refused.

@@ -68,7 +68,50 @@ function stateDetail(s) {
   return parts.join(" · ");
 }
 
+const OVERALL_CLASS = { ok: "ok", degraded: "warn", down: "bad" };
+
+function ms(v) {
+  if (v === null || v === undefined) return "–";
+  return (v < 10 ? v.toFixed(1) : Math.round(v)) + " ms";
+}
+
+function renderOverall(o) {
+  const cls = OVERALL_CLASS[o.state] || "bad";
+  $("overall").textContent = o.state;
+  $("overall").className = "pill big " + cls;
+  $("state-text").textContent = o.state;
+  $("state-text").className = cls;
+  $("state-box").className = "state-box " + cls;
+  const items = o.reasons.length ? o.reasons : ["nothing to report: servicer nodes healthy, notifies delivered, no dead letters"];
+  $("reasons").replaceChildren(...items.map((r) => { const li = document.createElement("li"); li.textContent = r; return li; }));
+}
+
 function render(st) {
+  renderOverall(st.overall);
+  const lm = st.last_minute;
+  $("r-rate").textContent = lm.relays_per_second.toFixed(lm.relays_per_second < 10 ? 2 : 0);
+  $("r-count").textContent = lm.relays + " relays, " + lm.errors + " refused";
+  $("r-latency").textContent = ms(lm.p50_ms) + " / " + ms(lm.p99_ms);
+  fill($("rejections"), st.rejections, (tr, r) => {
+    cell(tr, r.type);
+    cell(tr, r.code, "num");
+    cell(tr, r.count, "num");
+  });
+  fill($("chains"), st.chains, (tr, c) => {
+    cell(tr, c.name && c.name !== c.id ? c.id + " (" + c.name + ")" : c.id);
+    cell(tr, c.healthy ? (c.endpoints_up < c.endpoints ? "degraded" : "healthy") : "down", c.healthy ? (c.endpoints_up < c.endpoints ? "warn" : "ok") : "bad");
+    cell(tr, c.endpoints_up + " of " + c.endpoints, "num");
+    cell(tr, c.failovers, "num");
+    cell(tr, c.calls_last_minute + (c.errors_last_minute ? " (" + c.errors_last_minute + " failed)" : ""), "num");
+    cell(tr, ms(c.p50_ms) + " / " + ms(c.p99_ms));
+  });
+  fill($("dead"), st.dead_letters, (tr, d) => {
+    cell(tr, d.servicer, "mono");
+    cell(tr, d.count, "num bad");
+    cell(tr, d.reason);
+    cell(tr, d.first + " / " + d.last, "mono");
+    cell(tr, d.replay, "mono");
+  });
   $("moniker").textContent = st.moniker;
   $("version").textContent = st.version;
   $("uptime").textContent = duration(st.uptime_seconds);
@@ -112,10 +155,16 @@ function render(st) {
   });
 }
 
+// The connection badge says whether the page gets data, nothing about the node's health
+// (that is the overall state next to it); without data the overall state is unknown.
 function setConn(text, ok) {
   const el = $("conn");
   el.textContent = text;
-  el.className = "pill " + (ok ? "ok" : "bad");
+  el.className = "pill" + (ok ? "" : " bad");
+  if (!ok) {
+    $("overall").textContent = "unknown";
+    $("overall").className = "pill big bad";
+  }
 }
 
 function showLogin(message) {
