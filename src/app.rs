@@ -169,10 +169,7 @@ impl App {
         let fleet = Fleet::new(&loaded.nodes, crate::servicer::health::stale_after(check_interval));
         let chains = ChainSet::new(loaded.chains.clone(), loaded.chain_names.clone());
         // Before any task runs: every upstream text from here on is scrubbed of these.
-        let tokens = [loaded.servicer_token.as_str(), loaded.mesh_token.as_deref().unwrap_or("")];
-        let urls = loaded.nodes.iter().flat_map(|n| n.urls.iter().map(String::as_str));
-        redact::install(redact::secrets_of(tokens, urls, []));
-        install_chain_secrets(&chains);
+        redact::install_config(loaded);
         let client = |timeout_ms: u64, max_idle: u64, max_idle_per_host: u64| {
             let mut settings = ClientSettings::new(Duration::from_millis(timeout_ms.max(1)));
             settings.max_idle = max_idle.clamp(1, 4096) as usize;

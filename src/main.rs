@@ -49,7 +49,7 @@ USAGE:
       through it and show what happened (served, signed, notified, re-validated).
   meshd start --datadir DIR [--config FILE] [--simulate-relay]
       Serve relays. Reads DIR/config.json (or DIR/config/config.json, or FILE).
-  meshd check-config --datadir DIR [--config FILE]
+  meshd check-config --datadir DIR [--config FILE] [--probe]
       Validate every file and print what would be loaded; exit 2 on any error.
   meshd relay --to URL --app-key HEX --servicer PUBKEY --chain ID [options]
       Send one signed relay (printed first) and verify the servicer signature of the answer.
@@ -92,9 +92,12 @@ meshd start --datadir DIR [--config FILE] [--simulate-relay]
         }
         "check-config" => {
             "\
-meshd check-config --datadir DIR [--config FILE]
+meshd check-config --datadir DIR [--config FILE] [--probe]
   Load every file `start` would (config, keys, chains, auth tokens) and print the nodes,
   addresses, chains and listeners; exit 2 naming the file and key on any error.
+  --probe  also call each servicer URL's check, session and relay routes with the token
+           and each chain endpoint once (eth_blockNumber), one line per URL with the token
+           verdict and the height; exit 1 when any of them fails.
 "
         }
         "relay" => {
@@ -313,14 +316,30 @@ fn install_panic_policy() {
     }));
 }
 
-fn cmd_check_config(args: Vec<OsString>) -> Result<i32, Failure> {
+fn cmd_check_config(mut args: Vec<OsString>) -> Result<i32, Failure> {
+    let probe = args.len() != {
+        args.retain(|a| a != "--probe");
+        args.len()
+    };
     let args = parse_datadir_args(args, false)?;
     let mut loaded = load_config(&args)?;
-    // Security findings are warnings: the configuration is usable, but see README
+    // Security findings are warnings: the configuration is usable, but see docs/deploy.md
     // "What never leaves meshd".
     loaded.warnings.extend(config::audit::audit(&loaded));
     print!("{}", config::describe(&loaded));
     println!("configuration OK");
+    if probe {
+        // Reachability is the environment's, not the configuration's: exit 1 when a probe fails.
+        let report = meshd::ops::probe::run(&loaded);
+        for line in &report.lines {
+            println!("{line}");
+        }
+        if !report.all_ok {
+            println!("probe: some servicer or chain endpoints failed (see above)");
+            return Ok(meshd::exit_code::ENVIRONMENT);
+        }
+        println!("probe: every servicer and chain endpoint answered");
+    }
     Ok(0)
 }
 

@@ -150,3 +150,23 @@ fn the_documented_servicer_simulator_config_runs() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(read.is_ok() && line.starts_with("listening on 127.0.0.1:"), "sim servicer with the documented config: {line:?} ({status})");
 }
+
+#[test]
+fn check_config_probe_reports_each_servicer_url_and_chain_endpoint() {
+    let stack = Stack::new("cli-probe", 1_000, json!({}));
+    let datadir = stack.dir.to_str().unwrap();
+    let (code, stdout, stderr) = meshd(&["check-config", "--datadir", datadir, "--probe"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("check ok (token accepted), height 101") && stdout.contains("check/session/relay routes ok"), "{stdout}");
+    assert!(stdout.contains("probe chain=0021 urls[0]: ok"), "{stdout}");
+    assert!(stdout.contains("probe: every servicer and chain endpoint answered"), "{stdout}");
+
+    // A stale servicer token: the servicer refuses it (and echoes it); the probe says so per URL,
+    // exits 1 (the environment, not the configuration) and never prints the token.
+    let stale = "stale-token-after-restart";
+    std::fs::write(stack.dir.join("auth/servicer.json"), json!({"Value": stale, "Issued": "2024-01-01T00:00:00Z"}).to_string()).unwrap();
+    let (code, stdout, stderr) = meshd(&["check-config", "--datadir", datadir, "--probe"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("check FAILED") && stdout.contains("HTTP 401"), "{stdout}");
+    assert!(!stdout.contains(stale) && !stderr.contains(stale), "the token was printed:\n{stdout}\n{stderr}");
+}

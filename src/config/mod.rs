@@ -279,7 +279,7 @@ pub fn join_host_port(host: &str, port: &str) -> String {
 }
 
 /// Replace `user:pass@` in a URL's authority by `***@`, so summaries never show credentials.
-pub(crate) fn redact_userinfo(url: &str) -> String {
+pub fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else { return url.to_string() };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());

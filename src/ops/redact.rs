@@ -137,6 +137,15 @@ fn userinfo(url: &str) -> Vec<String> {
     out
 }
 
+/// Add every secret of a loaded configuration (tokens, servicer and chain URL userinfo, chain
+/// basic auth) to the process-wide set: before any upstream call of `start` or `check-config
+/// --probe`.
+pub fn install_config(loaded: &crate::config::Loaded) {
+    let tokens = [loaded.servicer_token.as_str(), loaded.mesh_token.as_deref().unwrap_or("")];
+    let urls = loaded.nodes.iter().flat_map(|n| n.urls.iter().map(String::as_str)).chain(loaded.chains.iter().flat_map(|c| c.urls.iter().map(String::as_str)));
+    install(secrets_of(tokens, urls, loaded.chains.iter().filter_map(|c| c.basic_auth.as_ref())));
+}
+
 static GLOBAL: RwLock<Option<Arc<Redactor>>> = RwLock::new(None);
 
 /// Add `secrets` to the process-wide set used by [`scrub`], [`mask`] and the logger.
