@@ -634,11 +634,15 @@ def sc_latency(o):
 def sc_load500(o):
     servicers, apps = int(o.get("servicers", 500)), int(o.get("apps", 2))
     rate, secs, conns = float(o.get("rate", 1000)), float(o.get("seconds", 60)), int(o.get("conns", 32))
+    # The unit's Environment= (BLOCKING_MAX_THREADS, RUST_MIN_STACK) unless --unit-env 0; samples
+    # every --sample-ms (10) so peaks of threads and RssAnon are not missed between samples.
+    env = unit_env() if o.get("unit_env", "1") != "0" else {}
+    sample_ms = float(o.get("sample_ms", 10))
     extra = {}
 
     def one():
         with Stack(servicers=servicers, apps=apps, durability=o.get("durability", "sync")) as st:
-            extra["ready_s"] = st.start_meshd()
+            extra["ready_s"] = st.start_meshd(env_extra=env, sample_s=sample_ms / 1e3)
             extra["rss_kb_at_ready"] = settle_rss(st, 1.0)
             # The warm-up (one relay per session, before timing) opens all 1,000 sessions.
             s = st.loadgen("--relays", int(rate * secs), "--conns", conns, "--rate", rate, "--max-seconds", secs)
@@ -647,14 +651,17 @@ def sc_load500(o):
             extra["pending_1s_after"] = st.queue_stats()
             extra["sim"] = st.sim_stats()
             extra["peak"] = {k: st.sampler.peak(k) for k in ("RssAnon", "RssFile", "VmRSS", "Threads")}
+            extra["peak_thread_names"] = st.sampler.peak_thread_names
+            extra["sample_interval_ms"] = st.sampler.sample_interval_ms()
             return s
 
     s = steady(one, "load500")
     ready, at_ready, pending, sim, peak = extra["ready_s"], extra["rss_kb_at_ready"], extra["pending_1s_after"], extra["sim"], extra["peak"]
     return {"sessions": servicers * apps, "ready_s": ready, "rss_kb_at_ready": at_ready, "peak": peak,
             "goal_peak_rss_anon_kb": 24 * 1024, "run": brief(s), "latency_full": s["latency"],
+            "peak_thread_names": extra["peak_thread_names"], "sample_interval_ms": extra["sample_interval_ms"], "meshd_env": env,
             "pending_1s_after": pending, "sim_accepted": sim["accepted_total"], "sim_session_calls": sim["session_calls"],
-            "params": {"servicers": servicers, "apps": apps, "rate": rate, "seconds": secs, "conns": conns}}
+            "params": {"servicers": servicers, "apps": apps, "rate": rate, "seconds": secs, "conns": conns, "sample_ms": sample_ms}}
 
 
 def sc_maxrate(o):
