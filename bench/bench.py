@@ -79,15 +79,18 @@ def proc_sample(pid):
     return out
 
 
-def ctx_switches(pid):
-    """Context switches summed over the live threads of a process (exited threads are lost)."""
+def ctx_switches(pid, kinds=("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+    """Context switches summed over the live threads of a process (exited threads are lost).
+    `kinds=("voluntary_ctxt_switches",)` counts only the ones meshd asked for (blocking in a
+    syscall, waking another thread); nonvoluntary ones are preemptions, which grow with whatever
+    else runs on meshd's core."""
     total = 0
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
             try:
                 with open(f"/proc/{pid}/task/{tid}/status") as f:
                     for line in f:
-                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        if line.startswith(kinds):
                             total += int(line.split()[1])
             except OSError:
                 pass
@@ -402,6 +405,7 @@ class Stack:
                     now = self.meshd_now()
                     if now:
                         now["ctx"] = ctx_switches(self.meshd.pid)
+                        now["ctx_vol"] = ctx_switches(self.meshd.pid, ("voluntary_ctxt_switches",))
                         now["threads_ticks"] = thread_ticks(self.meshd.pid)
                     marks[ev["event"]] = (now, self.aux_ticks() + (proc_sample(p.pid) or {}).get("ticks", 0), time.monotonic())
 
@@ -429,6 +433,7 @@ class Stack:
                         g: round((m1["threads_ticks"][g] - m0["threads_ticks"].get(g, 0)) / CLK_TCK * 1e6 / summary["ok"], 1)
                         for g in m1.get("threads_ticks", {})} if summary["ok"] else None,
                     "meshd_ctx_switches_per_ok_relay": (m1["ctx"] - m0["ctx"]) / summary["ok"] if summary["ok"] and m1.get("ctx") is not None and m0.get("ctx") is not None else None,
+                    "meshd_voluntary_ctx_switches_per_ok_relay": (m1["ctx_vol"] - m0["ctx_vol"]) / summary["ok"] if summary["ok"] and m1.get("ctx_vol") is not None and m0.get("ctx_vol") is not None else None,
                 })
                 if self.sampler:
                     for key in ("RssAnon", "RssFile", "VmRSS", "Threads"):
@@ -714,7 +719,8 @@ def sc_chainlat(o):
                 "p50_ms": s["latency"]["p50_us"] / 1e3, "p99_ms": s["latency"]["p99_us"] / 1e3, "max_ms": s["latency"]["max_us"] / 1e3,
                 "service_p50_ms": s["service"]["p50_us"] / 1e3, "service_p99_ms": s["service"]["p99_us"] / 1e3,
                 "meshd_cpu_us_per_relay": w.get("meshd_cpu_us_per_ok_relay"), "by_thread": w.get("meshd_cpu_us_per_ok_relay_by_thread"),
-                "ctx_switches_per_relay": w.get("meshd_ctx_switches_per_ok_relay"), "meshd_core_util": w.get("meshd_core_util"),
+                "ctx_switches_per_relay": w.get("meshd_ctx_switches_per_ok_relay"),
+                "voluntary_ctx_switches_per_relay": w.get("meshd_voluntary_ctx_switches_per_ok_relay"), "meshd_core_util": w.get("meshd_core_util"),
                 "aux_core_util": w.get("aux_core_util"),
                 "threads_idle": idle["Threads"], "peak_threads": w.get("peak_Threads"),
                 "peak_threads_whole_run": st.sampler.peak("Threads"), "peak_thread_names": st.sampler.peak_thread_names,
@@ -728,6 +734,7 @@ def sc_chainlat(o):
                 f"{row['meshd_cpu_us_per_relay'] and round(row['meshd_cpu_us_per_relay'])} µs CPU, "
                 f"{row['ctx_switches_per_relay'] and round(row['ctx_switches_per_relay'], 1)} cs per relay, peak threads {row['peak_threads']}")
     keys = ("ok_per_s", "answered_200_share", "non_200", "p50_ms", "p99_ms", "meshd_cpu_us_per_relay", "ctx_switches_per_relay",
+            "voluntary_ctx_switches_per_relay",
             "peak_threads", "peak_rss_anon_kb", "meshd_core_util", "aux_core_util", "service_p50_ms")
     return {"median": {k: med([x[k] for x in rows]) for k in keys},
             "max_peak_threads": max(x["peak_threads_whole_run"] or 0 for x in rows), "non_200_total": sum(x["non_200"] for x in rows),
