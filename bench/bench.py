@@ -912,7 +912,7 @@ def commit():
 
 def record(name, params, result):
     entry = {"scenario": name, "build": BUILD, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit(),
-             "machine": machine(), "params": params, "result": result}
+             "machine": machine(), "params": params, "result": result, "tmp": TMP}
     if os.environ.get("BENCH_MESHD_ENV") or os.environ.get("BENCH_MESHD"):
         entry["meshd_override"] = {"env": os.environ.get("BENCH_MESHD_ENV"), "binary": os.environ.get("BENCH_MESHD")}
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
