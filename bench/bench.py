@@ -710,7 +710,7 @@ def sc_chainlat(o):
             st.start_meshd(env_extra=env, sample_s=sample_ms / 1e3)
             idle = settle_rss(st, 1.0)
             # Late requests still go out (and count from their intended time): max-seconds has slack.
-            s = st.loadgen("--relays", n, "--conns", conns, "--rate", rate, "--max-seconds", secs + 15, "--timeout-ms", 10_000)
+            s = st.loadgen("--relays", n, "--conns", conns, "--rate", rate, "--max-seconds", secs + 15, "--timeout-ms", int(o.get("timeout_ms", 10_000)))
             w = s.get("window", {})
             non200 = sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["io_errors"].values())
             row = {
