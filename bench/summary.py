@@ -69,7 +69,8 @@ def main():
             except (KeyError, TypeError, IndexError) as err:
                 text = f"(incomplete: {err!r})"
             build = "override" if e.get("meshd_override") else e["build"]
-            print(f"{e['date'][:16]} {e['commit']} {build:7} {e['scenario']:10} {text}")
+            tmp = f" [BENCH_TMP={e['tmp']}]" if e.get("tmp") and e["tmp"] != "/tmp" else ""
+            print(f"{e['date'][:16]} {e['commit']} {build:7} {e['scenario']:10} {text}{tmp}")
             if e.get("meshd_override"):
                 print(f"    (meshd_override: {e['meshd_override']})")
 
