@@ -494,9 +494,9 @@ fn run(o: &Opts) -> Result<(), String> {
     let verify_bad = AtomicU64::new(0);
     let outs = Mutex::new(Vec::new());
     // Warm-up: every connection is opened one after the other and answers one request before
-    // the timed phase. tiny_http (meshd's server and the simulators') can leave a connection
-    // that arrives in a burst unread until another connection closes; a warm-up request that
-    // gets no answer within --warm-timeout-ms is retried on a new connection and counted.
+    // the timed phase. (Kept from tiny_http, which could leave a connection arriving in a burst
+    // unread.) A warm-up request that gets no answer within --warm-timeout-ms is retried on a
+    // new connection and counted.
     let warm_timeout = Duration::from_millis(o.num("warm-timeout-ms", 2_000)?);
     let warm_head = format!("GET /loadgen-warmup HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
     let warm_lock = Mutex::new(());
@@ -798,7 +798,7 @@ fn idle(o: &Opts) -> Result<(), String> {
         return Err(format!("bounds: conns ≤ {MAX_CONNS}, hold-seconds ≤ 600, probes ≤ 100"));
     }
     // A partial request: headers never finished ("headers"), or a body announced and not sent
-    // ("body"; above 1024 bytes, or tiny_http itself reads it before handing the request over).
+    // ("body", 4 KiB announced and never sent: held until the body deadline, client_rpc_read_timeout).
     let body_length: usize = o.num("body-length", 4096)?;
     let partial = match mode {
         "headers" => format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n"),

@@ -35,6 +35,19 @@ def line(e):
         w = r["run"]["window"] or {}
         return (f"{r['run']['ok_per_s']:.0f} ok/s of {r['params']['rate']:.0f}; peak RssAnon {kb(r['peak']['RssAnon'])} RssFile {kb(r['peak']['RssFile'])} "
                 f"threads {r['peak']['Threads']}; cpu/relay {w.get('meshd_cpu_us_per_ok_relay', 0):.0f} us; p50 {r['run']['p50_ms']:.1f} p99 {r['run']['p99_ms']:.1f} ms")
+    if s == "chainlat":
+        m, pr = r["median"], r["params"]
+        vol = m.get("voluntary_ctx_switches_per_relay")
+        return (f"{pr['delay_ms']} ms chain, {pr['rate']:.0f}/s offered, {pr['conns']} conns, {pr['durability']}: {m['ok_per_s']:.0f} ok/s "
+                f"({m['answered_200_share'] * 100:.2f} %), non-200 {r['non_200_total']} total; p50 {m['p50_ms']:.1f} p99 {m['p99_ms']:.1f} ms; "
+                f"cpu/relay {m['meshd_cpu_us_per_relay']:.0f} us, ctx/relay {m['ctx_switches_per_relay']:.1f}"
+                + (f" (voluntary {vol:.1f})" if vol is not None else "")
+                + f"; peak threads {m['peak_threads']} (max {r['max_peak_threads']}), RssAnon {kb(m['peak_rss_anon_kb'])} [median of {pr['runs']}]")
+    if s == "slowloris" and "median" in r:
+        m = r["median"]
+        return (f"{r['params']['conns']} idle: {r['params']['probes']} probes p50 {m['probe_ms_p50']} p99 {m['probe_ms_p99']} ms "
+                f"({m['probes_ok']} ok), peak threads {m['peak_threads']} (max {r['max_peak_threads']}), peak RssAnon {kb(m['peak_rss_anon_kb'])}; "
+                f"stalled bodies probe p99 {m['body_probe_ms_p99']} ms [median of {r['params']['runs']}]")
     if s == "slowloris":
         h, b = r["headers_idle"], r["body_stall"]
         fmt = lambda ps: ", ".join(f"{p['status']} {p['ms']:.0f} ms" if "status" in p else f"none {p['ms']:.0f} ms" for p in ps)
@@ -56,7 +69,8 @@ def main():
             except (KeyError, TypeError, IndexError) as err:
                 text = f"(incomplete: {err!r})"
             build = "override" if e.get("meshd_override") else e["build"]
-            print(f"{e['date'][:16]} {e['commit']} {build:7} {e['scenario']:10} {text}")
+            tmp = f" [BENCH_TMP={e['tmp']}]" if e.get("tmp") and e["tmp"] != "/tmp" else ""
+            print(f"{e['date'][:16]} {e['commit']} {build:7} {e['scenario']:10} {text}{tmp}")
             if e.get("meshd_override"):
                 print(f"    (meshd_override: {e['meshd_override']})")
 
