@@ -57,6 +57,8 @@ USAGE:
       Inspect the durable relay queue (safe while the daemon runs), summarise dead letters
       by servicer and reason (`dead --limit N` lists the oldest N, `dead --show ID` one in
       full), or move dead letters back to pending. Needs no keys or token file.
+  meshd queue salvage --datadir DIR [--config FILE] [--to NEWDIR]
+      Copy every readable record of a damaged queue into a fresh queue and report the rest.
   meshd address <public-key-hex | private-key-hex>
       Print the address (and public key) of an ed25519 key.
   meshd sim servicer --config FILE | meshd sim chain [--listen ADDR] [--delay-ms N]
@@ -125,6 +127,15 @@ meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADD
   dead         dead letters with their reasons
   replay-dead  move dead letters back to pending (e.g. after fixing the servicer)
   --servicer restricts dead and replay-dead to one 40-hex address. Safe while meshd runs.
+
+meshd queue salvage --datadir DIR [--config FILE] [--to NEWDIR]
+  For a damaged queue file (exit 3): copy every readable record (pending relays, dead letters,
+  duplicate index, identity states, Spacemesh publishes) into a fresh queue at NEWDIR (default
+  <queue dir>.salvaged-<unix time>), and report what could not be read. The damaged file is
+  only read (a copy is walked, in a child process, so a crash keeps what was saved). Prints how
+  to swap the salvaged queue in. Exit 0 when the walk ended (even with unreadable records),
+  3 when the file cannot be opened at all or the walk process died (what it committed is
+  kept), 1 when NEWDIR cannot be written, 2 when NEWDIR exists and is not empty.
 "
         }
         "address" => {
@@ -418,13 +429,15 @@ fn cmd_relay(args: Vec<OsString>) -> Result<i32, Failure> {
 fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
     use meshd::queue::{cli, Durability, OpenMode, Store};
     let Some(sub) = args.first().and_then(|a| a.to_str()) else {
-        return Err(format!("queue needs a subcommand: stats, dead or replay-dead\n\n{USAGE}").into());
+        return Err(format!("queue needs a subcommand: stats, dead, replay-dead or salvage\n\n{USAGE}").into());
     };
     let command = match sub {
         "stats" => cli::Command::Stats,
         "dead" => cli::Command::Dead { limit: None, show: None, datadir: String::new() },
         "replay-dead" => cli::Command::ReplayDead,
-        other => return Err(format!("unknown queue subcommand {other:?} (stats, dead, replay-dead)").into()),
+        "salvage" => return cmd_queue_salvage(args[1..].to_vec()),
+        "salvage-walk" => return cmd_queue_salvage_walk(args[1..].to_vec()),
+        other => return Err(format!("unknown queue subcommand {other:?} (stats, dead, replay-dead, salvage)").into()),
     };
     // Peel off --servicer, --limit and --show; leave the rest to the data-dir parser.
     let mut rest = Vec::new();
@@ -473,6 +486,52 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
     let out = cli::run(&store, command, servicer).map_err(Failure::env)?;
     print!("{out}");
     Ok(0)
+}
+
+/// `meshd queue salvage` (src/queue/salvage.rs): the walk runs in a child process.
+fn cmd_queue_salvage(args: Vec<OsString>) -> Result<i32, Failure> {
+    let mut rest = Vec::new();
+    let mut to = None;
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--to" {
+            to = Some(PathBuf::from(iter.next().ok_or("--to needs a directory")?));
+        } else {
+            rest.push(arg);
+        }
+    }
+    let args = parse_datadir_args(rest, false)?;
+    let loaded = load_config(&args)?;
+    let dir = loaded.resolve(&loaded.settings.relay_queue_dir);
+    let exe = std::env::current_exe().map_err(|e| Failure::env(format!("cannot find the meshd executable for the walk process: {e}")))?;
+    let (code, report) =
+        meshd::queue::salvage::run(&exe, &dir, to, loaded.settings.relay_queue_map_size).map_err(|f| Failure { code: f.code, message: f.message })?;
+    print!("{}", report.render());
+    Ok(code)
+}
+
+/// The hidden child of `meshd queue salvage`: walks a scratch copy of a damaged queue.
+fn cmd_queue_salvage_walk(args: Vec<OsString>) -> Result<i32, Failure> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let (mut source, mut to, mut map_mib, mut scan) = (None, None, 64u64, false);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("source") => source = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("to") => to = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("scan") => scan = true,
+            Long("map-mib") => {
+                map_mib = parser.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?.parse().map_err(|e| format!("--map-mib: {e}"))?
+            }
+            other => return Err(other.unexpected().to_string().into()),
+        }
+    }
+    let (Some(source), Some(to)) = (source, to) else {
+        return Err("salvage-walk needs --source and --to".into());
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    Ok(meshd::queue::salvage::walk(&source, &to, map_mib, scan, &mut out))
 }
 
 fn cmd_address(args: Vec<OsString>) -> Result<i32, Failure> {

@@ -27,6 +27,7 @@ fn every_subcommand_answers_help() {
         &["relay", "--help"],
         &["queue", "--help"],
         &["queue", "stats", "--help"],
+        &["queue", "salvage", "--help"],
         &["address", "--help"],
         &["sim", "--help"],
         &["sim", "servicer", "--help"],

@@ -189,3 +189,74 @@ fn a_clock_before_1970_is_refused_at_start_not_an_abort() {
     assert_eq!(output.status.code(), Some(meshd::exit_code::ENVIRONMENT), "{:?}\n{stderr}", output.status);
     assert!(stderr.contains("wall clock reads before 1970"), "{stderr}");
 }
+
+/// `meshd queue salvage` on a queue file damaged two ways (pages overwritten in the middle, the
+/// file truncated): the relays on readable pages are copied into a fresh queue that meshd
+/// opens, the report says what happened, and the damaged file is left byte for byte as it was.
+#[test]
+fn a_damaged_queue_is_salvaged_into_a_fresh_queue() {
+    use meshd::queue::{Durability, OpenMode, QueuedRelay, Store};
+    const SEEDED: i64 = 200;
+    for case in ["overwritten", "truncated"] {
+        let stack = Stack::new(&format!("salvage-{case}"), 10_000_000, json!({}));
+        seed_queue(&stack, SEEDED);
+        let seeded: std::collections::HashSet<[u8; 32]> = (0..SEEDED).map(|i| stack.queued_relay(500 + i).proof_hash).collect();
+        let file = stack.dir.join("data/queue/data.mdb");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let page = 4096usize;
+        let pages = bytes.len() / page;
+        assert!(pages > 24, "the seeded queue spans many pages ({pages})");
+        if case == "overwritten" {
+            // Two pages in the middle (never the meta pages 0/1) become garbage.
+            let first = pages / 2;
+            for (i, b) in bytes[first * page..(first + 2) * page].iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(31) ^ 0xA5;
+            }
+            std::fs::write(&file, &bytes).unwrap();
+        } else {
+            std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len((pages * 2 / 3 * page) as u64).unwrap();
+        }
+        let damaged = std::fs::read(&file).unwrap();
+        let to = stack.dir.join("data/queue.salvaged");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshd"))
+            .args(["queue", "salvage", "--datadir"])
+            .arg(&stack.dir)
+            .arg("--to")
+            .arg(&to)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let code = out.status.code();
+        // 0: the walk ended (possibly at damage); 3 with the report: the walk process died.
+        assert!(
+            code == Some(0) || (code == Some(meshd::exit_code::QUEUE_DAMAGED) && stdout.contains("walk process died")),
+            "{case}: {code:?}\n{stdout}\n{stderr}"
+        );
+        assert!(stdout.contains("pending relays") && stdout.contains(" copied") && stdout.contains("next steps"), "{case}: {stdout}");
+        if case == "truncated" {
+            assert!(stdout.contains("shorter than its meta page claims"), "{stdout}");
+        }
+        assert!(std::fs::read(&file).unwrap() == damaged, "{case}: the damaged file was modified");
+        assert!(!stack.dir.join("data/queue.salvaged.source-copy").exists(), "the scratch copy is removed");
+
+        // The salvaged queue is a valid meshd queue holding seeded relays only.
+        let store = Store::open_as(&to, 64, Durability::Sync, OpenMode::ReadOnly).unwrap_or_else(|e| panic!("{case}: {e}\n{stdout}"));
+        let recovered = store.stats().unwrap().pending;
+        assert!(recovered > 0, "{case}: nothing recovered\n{stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("pending relays in the new queue: {recovered}\n")), "{case}: {recovered}\n{stdout}");
+        let (due, _) = store.due(&[stack.queued_relay(500).servicer_address], &Default::default(), u64::MAX, SEEDED as usize + 1).unwrap();
+        assert_eq!(due.len() as u64, recovered);
+        for (_, record) in &due {
+            let record: &QueuedRelay = record.as_ref().unwrap();
+            assert!(seeded.contains(&record.proof_hash), "{case}: a relay that was never queued");
+        }
+        store.close();
+        eprintln!("{case}: {recovered} of {SEEDED} relays salvaged\n{stdout}");
+
+        // The swap the report describes: meshd's own commands read the salvaged queue.
+        std::fs::rename(stack.dir.join("data/queue"), stack.dir.join("data/queue.damaged")).unwrap();
+        std::fs::rename(&to, stack.dir.join("data/queue")).unwrap();
+        let stats = stack.queue_cli(&["stats"]);
+        assert!(stats.contains(&format!("pending      {recovered}\n")), "{case}: {stats}");
+    }
+}

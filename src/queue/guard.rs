@@ -105,6 +105,8 @@ pub struct Meta {
     pub main_root: u64,
     pub last_page: u64,
     pub txn_id: u64,
+    /// Which meta page (0 or 1) this is.
+    pub index: u64,
 }
 
 const W: usize = std::mem::size_of::<usize>();
@@ -162,7 +164,7 @@ fn parse_meta(page: &[u8], index: u64) -> Result<Meta, String> {
     }
     let root = |db: usize| word(m, dbs + db * DB_SIZE + 8 + 4 * W);
     let tail = dbs + 2 * DB_SIZE;
-    Ok(Meta { page_size, free_root: root(0), main_root: root(1), last_page: word(m, tail), txn_id: word(m, tail + W) })
+    Ok(Meta { page_size, free_root: root(0), main_root: root(1), last_page: word(m, tail), txn_id: word(m, tail + W), index })
 }
 
 /// Check `data.mdb` of a queue directory against its meta pages. `Ok(None)`: no file yet, or
@@ -182,6 +184,28 @@ pub fn check_data_file(file: &Path) -> Result<Option<Meta>, QueueFault> {
     if len == 0 {
         return Ok(None);
     }
+    let newest = read_meta(file, len)?;
+    let pages_in_file = len / newest.page_size;
+    let claimed = newest.last_page.saturating_add(1);
+    if claimed > pages_in_file.saturating_add(UNWRITTEN_TAIL_PAGES) {
+        return Err(damaged(format!(
+            "truncated: {len} bytes hold {pages_in_file} pages of {} bytes, but meta page {} (transaction {}) uses {claimed} pages",
+            newest.page_size, newest.index, newest.txn_id
+        )));
+    }
+    for (name, root) in [("free-page", newest.free_root), ("main", newest.main_root)] {
+        if root != NO_PAGE && root >= pages_in_file {
+            return Err(damaged(format!("truncated: the {name} tree's root page {root} lies beyond the end of the file ({pages_in_file} pages)")));
+        }
+    }
+    Ok(Some(newest))
+}
+
+/// The newest of the two meta pages of `file` (`len` bytes long), read with plain reads: what
+/// LMDB would use. No check of the rest of the file (`meshd queue salvage` reads damaged files
+/// through this).
+pub fn read_meta(file: &Path, len: u64) -> Result<Meta, QueueFault> {
+    let damaged = |damage: String| QueueFault::Damaged { file: file.to_path_buf(), damage };
     let mut f = File::open(file).map_err(|e| QueueFault::Io { path: file.to_path_buf(), message: format!("cannot open: {e}") })?;
     let mut first = vec![0u8; PAGE_HEADER + META_SIZE];
     read_at(&mut f, 0, &mut first).map_err(|e| damaged(format!("cannot read meta page 0 ({len} bytes in the file): {e}")))?;
@@ -194,22 +218,7 @@ pub fn check_data_file(file: &Path) -> Result<Option<Meta>, QueueFault> {
         return Err(damaged(format!("meta pages disagree on the page size ({} vs {})", m0.page_size, m1.page_size)));
     }
     let newest = if m1.txn_id > m0.txn_id { m1 } else { m0 };
-    let pages_in_file = len / newest.page_size;
-    let claimed = newest.last_page.saturating_add(1);
-    if claimed > pages_in_file.saturating_add(UNWRITTEN_TAIL_PAGES) {
-        return Err(damaged(format!(
-            "truncated: {len} bytes hold {pages_in_file} pages of {} bytes, but meta page {} (transaction {}) uses {claimed} pages",
-            newest.page_size,
-            if newest == m1 { 1 } else { 0 },
-            newest.txn_id
-        )));
-    }
-    for (name, root) in [("free-page", newest.free_root), ("main", newest.main_root)] {
-        if root != NO_PAGE && root >= pages_in_file {
-            return Err(damaged(format!("truncated: the {name} tree's root page {root} lies beyond the end of the file ({pages_in_file} pages)")));
-        }
-    }
-    Ok(Some(newest))
+    Ok(newest)
 }
 
 fn read_at(f: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {

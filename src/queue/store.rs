@@ -76,6 +76,19 @@ pub enum WriteResult {
     Refused(String),
 }
 
+/// A record salvaged from a damaged queue, for [`Store::restore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// A dead letter (it gets a new sequence number).
+    Dead(Box<DeadLetter>),
+    /// A duplicate-index key (session height ‖ proof hash, 40 bytes).
+    Proof(Vec<u8>),
+    /// An identity-state history record (stored under its history key).
+    State(Box<StateRecord>),
+    /// The newest identity state of one `state_last` key.
+    StateLast(Vec<u8>, Box<StateRecord>),
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueStats {
     pub pending: u64,
@@ -569,6 +582,45 @@ impl Store {
     /// never touch the queue's databases; `stats()` and the admission limit count only these.
     pub fn env(&self) -> &Env<WithoutTls> {
         &self.env
+    }
+
+    /// Write records read from a damaged queue (`meshd queue salvage`, src/queue/salvage.rs) in
+    /// one transaction; pending relays go through [`WriteOp::Append`] instead, which rebuilds
+    /// their duplicate-index entry and session counter. `true` per record written, `false` for
+    /// one already there.
+    pub fn restore(&self, records: &[Restored]) -> Result<Vec<bool>, String> {
+        let mut seq_guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seq = *seq_guard;
+        let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
+        let mut out = Vec::with_capacity(records.len());
+        let new = |r: heed::Result<()>| match r {
+            Ok(()) => Ok(true),
+            Err(heed::Error::Mdb(MdbError::KeyExist)) => Ok(false),
+            Err(e) => Err(e),
+        };
+        for record in records {
+            let written = match record {
+                Restored::Dead(letter) => {
+                    self.dead.put(&mut wtxn, &seq, &letter.encode()).map_err(|e| self.lmdb(e))?;
+                    seq += 1;
+                    true
+                }
+                Restored::Proof(key) => new(self.proofs.put_with_flags(&mut wtxn, PutFlags::NO_OVERWRITE, key, &())).map_err(|e| self.lmdb(e))?,
+                Restored::State(state) => {
+                    new(self.states.put_with_flags(&mut wtxn, PutFlags::NO_OVERWRITE, &state.history_key(), &state.encode())).map_err(|e| self.lmdb(e))?
+                }
+                Restored::StateLast(key, state) => {
+                    new(self.state_last.put_with_flags(&mut wtxn, PutFlags::NO_OVERWRITE, key, &state.encode())).map_err(|e| self.lmdb(e))?
+                }
+            };
+            out.push(written);
+        }
+        if seq != *seq_guard {
+            self.meta.put(&mut wtxn, "next_seq", &seq).map_err(|e| self.lmdb(e))?;
+        }
+        wtxn.commit().map_err(|e| self.lmdb(e))?;
+        *seq_guard = seq;
+        Ok(out)
     }
 
     /// Write raw bytes as a pending record (tests and fault injection only).
