@@ -49,7 +49,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         Some(store) => store,
         None => open_queue(&loaded).map_err(|e| e.to_string())?,
     });
-    let (queue, writer_task) = Writer::new(store.clone());
+    let (queue, writer_task) = Writer::new(store.clone()).map_err(|e| format!("cannot start the LMDB writer thread: {e}"))?;
     // One executor for the life of the process; leaking it gives tasks a 'static home.
     let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
     let app = Rc::new(App::new(&loaded, options.simulate_relay, queue, ex));

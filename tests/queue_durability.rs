@@ -205,16 +205,8 @@ fn refused_relays_are_dead_lettered_with_the_reason_and_can_be_replayed() {
     let agent = agent(Duration::from_secs(5));
     assert!(matches!(send(&agent, &stack.url(), &stack.relay(699), &stack.servicer_key), Sent::Served(_)));
     assert!(wait_until(Duration::from_secs(10), || stack.servicer.lock().unwrap().stats().accepted_total == 1));
-    stack.servicer.lock().unwrap().pause();
-    for i in 0..3 {
-        assert!(matches!(send(&agent, &stack.url(), &stack.relay(700 + i), &stack.servicer_key), Sent::Served(_)));
-    }
     // The servicer comes back 40 blocks later: those relays are out of its sync window (75).
-    {
-        let mut s = stack.servicer.lock().unwrap();
-        s.set_height(141).unwrap();
-        s.resume().unwrap();
-    }
+    stack.serve_relays_the_servicer_will_refuse(&agent, 700, 3);
     assert!(
         wait_until(Duration::from_secs(30), || stack.queue_cli(&["stats"]).contains("dead         3")),
         "{}\n{}",

@@ -65,15 +65,7 @@ fn status_page_shows_live_data_in_headless_chromium() {
 
     // Dead letters: the servicer is away while three relays are served and comes back 40
     // blocks later, so it refuses them (75) and they are dead-lettered.
-    stack.servicer.lock().unwrap().pause();
-    for i in 0..3 {
-        assert!(matches!(send(&agent, &stack.url(), &stack.relay(700 + i), &stack.servicer_key), Sent::Served(_)));
-    }
-    {
-        let mut s = stack.servicer.lock().unwrap();
-        s.set_height(141).unwrap();
-        s.resume().unwrap();
-    }
+    stack.serve_relays_the_servicer_will_refuse(&agent, 700, 3);
     let dead_png = root.join("target/status-dead-letters.png");
     let shot =
         exchange(&format!("STATE degraded {} 3 dead letter(s) waiting|meshd queue replay-dead --datadir|pocketcore 75", dead_png.display()), &mut stdout);

@@ -1,6 +1,9 @@
 //! Group commit: every queue write from the executor goes through one writer task, which
 //! takes all operations waiting at that moment and applies them in a single LMDB transaction
-//! on the blocking pool — one fsync for a whole burst of concurrent relays.
+//! on the dedicated `lmdb-writer` thread — one fsync for a whole burst of concurrent relays.
+//! A thread of its own rather than the blocking pool: it lives as long as the queue (the pool
+//! ends idle threads and starts new ones), and LMDB reads on the pool never wait behind a
+//! commit's fsync.
 //!
 //! Before a batch's appends are acknowledged the writer checks that the queue file is still
 //! the one at its path (one `stat`); [`watch_queue_file`] does the same every second and ends
@@ -55,6 +58,40 @@ struct Request {
     reply: async_channel::Sender<WriteResult>,
 }
 
+/// Work for the writer thread: a closure run there, its result sent back to the executor.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The `lmdb-writer` thread: runs jobs one after another, in submission order.
+#[derive(Clone)]
+struct WriterThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl WriterThread {
+    fn start() -> std::io::Result<WriterThread> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new().name("lmdb-writer".into()).spawn(move || {
+            while let Ok(job) = queue.recv() {
+                job();
+            }
+        })?;
+        Ok(WriterThread { jobs })
+    }
+
+    /// Run `f` on the writer thread and wait (asynchronously) for its result.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (done, result) = async_channel::bounded(1);
+        let job: Job = Box::new(move || {
+            let _ = done.try_send(f());
+        });
+        if self.jobs.send(job).is_err() {
+            // The thread is gone (it only ends with the process): nothing can be committed.
+            std::future::pending::<()>().await;
+        }
+        result.recv().await.expect("the writer thread answers every job it takes")
+    }
+}
+
 #[derive(Clone)]
 pub struct Writer {
     tx: async_channel::Sender<Request>,
@@ -62,10 +99,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// The writer handle and the task to spawn on the executor.
-    pub fn new(store: Arc<Store>) -> (Writer, impl std::future::Future<Output = ()>) {
+    /// The writer handle and the task to spawn on the executor (it starts the `lmdb-writer`
+    /// thread; an error here is a start-up failure: no thread can be created).
+    pub fn new(store: Arc<Store>) -> std::io::Result<(Writer, impl std::future::Future<Output = ()>)> {
         let (tx, rx) = async_channel::unbounded();
-        (Writer { tx, store: store.clone() }, run(store, rx))
+        let thread = WriterThread::start()?;
+        Ok((Writer { tx, store: store.clone() }, run(store, rx, thread)))
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -91,7 +130,7 @@ impl Writer {
     }
 }
 
-async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>) {
+async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>, thread: WriterThread) {
     let mut failures = Throttle::default();
     while let Ok(first) = rx.recv().await {
         let mut ops = vec![first.op];
@@ -106,7 +145,7 @@ async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>) {
             }
         }
         let batch_store = store.clone();
-        let outcome = smol::unblock(move || batch_store.apply(&ops)).await;
+        let outcome = thread.run(move || batch_store.apply(&ops)).await;
         match outcome {
             Ok(results) => {
                 // Committed into a file that is no longer at its path: not durable, so no 200.

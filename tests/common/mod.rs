@@ -112,6 +112,18 @@ impl Stack {
         self.client.build(&self.servicer_key.public_hex, CHAIN, SESSION_HEIGHT, SESSION_HEIGHT, entropy, payload)
     }
 
+    /// Make `n` relays (entropy `first`…) dead letters: served while the servicer is away, which
+    /// comes back 40 blocks later, so they are out of its sync window and refused (75).
+    pub fn serve_relays_the_servicer_will_refuse(&self, agent: &ureq::Agent, first: i64, n: i64) {
+        self.servicer.lock().unwrap().pause();
+        for i in 0..n {
+            assert!(matches!(send(agent, &self.url(), &self.relay(first + i), &self.servicer_key), Sent::Served(_)));
+        }
+        let mut s = self.servicer.lock().unwrap();
+        s.set_height(SESSION_HEIGHT + 40).unwrap();
+        s.resume().unwrap();
+    }
+
     /// The queue record meshd would commit for `self.relay(entropy)` (for tests that write a
     /// queue while no daemon runs).
     pub fn queued_relay(&self, entropy: i64) -> meshd::queue::QueuedRelay {
