@@ -473,11 +473,8 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &R
             let (shared, conn, smuggling) = (shared.clone(), conn.clone(), smuggling.clone());
             async move {
                 conn.busy.set(conn.busy.get() + 1);
-                let response = if smuggling.get() {
-                    closing(Response::text(400, "Transfer-Encoding and Content-Length together\n"))
-                } else {
-                    answer(request, peer, &shared).await
-                };
+                let response =
+                    if smuggling.get() { closing(refusal(400, "Transfer-Encoding and Content-Length together")) } else { answer(request, peer, &shared).await };
                 conn.busy.set(conn.busy.get() - 1);
                 conn.idle_since.set(Instant::now());
                 Ok::<_, Infallible>(response)
@@ -535,7 +532,7 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &R
 async fn answer(request: hyper::Request<Incoming>, peer: SocketAddr, shared: &Shared) -> hyper::Response<Full<Bytes>> {
     let (head, body) = request.into_parts();
     let limit = shared.limits.max_body_bytes;
-    let too_large = || closing(Response::text(413, &format!("Request body too large. Max allowed bytes is: {limit}\n")));
+    let too_large = || closing(refusal(413, &format!("Request body too large. Max allowed bytes is: {limit}")));
     let announced = head.headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit) {
         return too_large();
@@ -547,16 +544,22 @@ async fn answer(request: hyper::Request<Incoming>, peer: SocketAddr, shared: &Sh
     let body = match read.await {
         Some(Ok(collected)) => collected.to_bytes().to_vec(),
         Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Some(Err(e)) => return closing(Response::text(400, &format!("cannot read request body: {e}\n"))),
+        Some(Err(e)) => return closing(refusal(400, &format!("cannot read request body: {e}"))),
         None => {
             shared.stats.closed_timeout.fetch_add(1, Ordering::Relaxed);
-            return closing(Response::text(408, "request body not received in time\n"));
+            return closing(refusal(408, "request body not received in time"));
         }
     };
     let headers = head.headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
     let target = head.uri.path_and_query().map_or_else(|| head.uri.path().to_string(), |pq| pq.as_str().to_string());
     let request = Request { method: head.method.as_str().to_ascii_uppercase(), target, headers, peer, body };
     to_hyper((shared.handler)(request).await)
+}
+
+/// The server's own refusals, in the `{"code":N,"message":"…"}` shape of meshd's (and the
+/// incumbent's, Go `WriteErrorResponse`) other errors, so a client parses them the same way.
+fn refusal(status: u16, message: &str) -> Response {
+    crate::http::reply::http_error(status, message).into()
 }
 
 /// A response that also ends the connection.

@@ -4,6 +4,8 @@
 //! meshd refuse relays with a clear error and recover when it is healthy again; a briefly
 //! unreachable servicer does not stop service and gets its notifications late; one unreachable
 //! for longer than meshd trusts a status does stop it; a height change moves the session.
+//! These run with `servicer_outage_grace: 0`: they are about the checks' verdicts themselves;
+//! serving cached sessions through an outage (the grace) is tests/outage_grace.rs.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -19,7 +21,7 @@ const OVERRIDE = 10; // → round(10 / 1 chain / 5 nodes) = 2 relays per service
 let s;
 before(async () => {
   // Notifications must survive the outages below: retry for ~40 s, quickly.
-  s = await Stack.start({ config: { servicer_retry_max_times: 100, servicer_retry_wait_min: 50, servicer_retry_wait_max: 400 } });
+  s = await Stack.start({ config: { servicer_retry_max_times: 100, servicer_retry_wait_min: 50, servicer_retry_wait_max: 400, servicer_outage_grace: 0 } });
 });
 after(async () => { if (s) await s.stop(); });
 const ex = (fn) => (t) => { assert.ok(s, 'the stack did not start: see the before hook error'); return s.explain(fn)(t); };
