@@ -170,6 +170,22 @@ mod tests {
         assert_eq!(p.address(), "pokt1v9utztg8z8e6jv9xzv7rnt3m38570xsyjr2crf");
     }
 
+    /// §6.2: the localnet supplier keys of pocket-relay-miner's tilt config, with the addresses
+    /// that file lists beside them.
+    #[test]
+    fn shannon_keys_localnet_suppliers() {
+        let pairs = [
+            ("cd41a98ac7ac3b190c345b88e2885422d7bb553c59bca03c6e2618d49f8b1c06", "pokt19a3t4yunp0dlpfjrp7qwnzwlrzd5fzs2gjaaaj"),
+            ("7b2d353bf74a0aade09bf21928a9e195b54fd1309d19b11e63e16f92efdb610c", "pokt1re27pw4llwnatx4sq7rlggqzcm6j3f39epq2wa"),
+            ("3f132ad18b97a7adcbbc45d1741997406c5a2625829f9bdac51736f748857710", "pokt1j6dun0x8eyq5mmsmq83zs3c2utt85q8478c89u"),
+            ("00a146ce362b2d193a091d24eb31491d88ed94468b73f18c7529b38a6fcdd429", "pokt1qdhw2cpv3r7vrvsxpgvs8athmcfqe23k0s32ls"),
+            ("9314b707725f5eb82eac29a2fdb819ca8e8fafef5ed8198ae5cac7b1697d159c", "pokt13gyxtzds0n5qt8fjw3awr726zjma2xywac2m0k"),
+        ];
+        for (key, address) in pairs {
+            assert_eq!(OperatorKey::from_hex(key).unwrap().address(), address, "{key}");
+        }
+    }
+
     #[test]
     fn shannon_keys_reject_bad_input() {
         assert_eq!(OperatorKey::from_hex("abcd").err(), Some(KeyError::BadHex));

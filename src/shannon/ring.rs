@@ -14,7 +14,7 @@
 //! - hash-to-curve is SHA3-256 of the compressed key, read as an x coordinate with the even y,
 //!   re-hashing the digest until a point exists (at most 128 tries).
 
-use k256::elliptic_curve::bigint::U512;
+use k256::elliptic_curve::bigint::{Encoding, U512};
 use k256::elliptic_curve::ops::{LinearCombination, Reduce};
 use k256::elliptic_curve::point::DecompressPoint;
 use k256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
@@ -131,13 +131,29 @@ pub fn encode_point(p: &ProjectivePoint) -> [u8; POINT_LEN] {
 pub fn hash_to_curve(compressed: &[u8]) -> Result<ProjectivePoint, RingError> {
     let mut h: [u8; 32] = Sha3_256::digest(compressed).into();
     for _ in 0..HASH_TO_CURVE_TRIES {
-        let x = FieldBytes::from(h);
+        // decred `FieldVal.SetBytes` reduces mod p silently; k256 refuses x ≥ p, so reduce first.
+        let x = FieldBytes::from(reduce_mod_p(h));
         if let Some(p) = Option::<AffinePoint>::from(AffinePoint::decompress(&x, Choice::from(0))) {
             return Ok(ProjectivePoint::from(p));
         }
         h = Sha3_256::digest(h).into();
     }
     Err(RingError::HashToCurve)
+}
+
+/// The secp256k1 field prime p, big-endian.
+const FIELD_PRIME: U256 = U256::from_be_hex("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F");
+
+/// `h mod p` for a 256-bit `h` (a single subtraction suffices since 2^256 < 2p).
+fn reduce_mod_p(h: [u8; 32]) -> [u8; 32] {
+    let x = U256::from_be_slice(&h);
+    if x >= FIELD_PRIME {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&x.wrapping_sub(&FIELD_PRIME).to_be_bytes());
+        out
+    } else {
+        h
+    }
 }
 
 /// One ring member as carried inside the signature.
@@ -304,6 +320,17 @@ mod tests {
         assert_eq!(hex::encode(encode_point(&app)), "02f72a1f27fa696323f979f608a525372567ad7c532736465db78c7d7118ce46e0");
         let gw = hash_to_curve(&hex::decode(GW_PUB).unwrap()).unwrap();
         assert_eq!(hex::encode(encode_point(&gw)), "02703716bd1d384b39442d0fe0a121ef050bd663d6a2a297902db45fd5874e0ed2");
+    }
+
+    #[test]
+    fn shannon_hash_to_curve_reduces_x_mod_p() {
+        // p + 1
+        let above: [u8; 32] = hex::decode("fffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc30").unwrap().try_into().unwrap();
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        assert_eq!(reduce_mod_p(above), one);
+        let below = hex::decode("fffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2e").unwrap();
+        assert_eq!(reduce_mod_p(below.clone().try_into().unwrap()).to_vec(), below);
     }
 
     #[test]
