@@ -11,12 +11,15 @@
 //! - [`ring`]: parse and verify ring signatures (with the chain's left-aligned `hash_to_scalar`);
 //! - [`keys`]: operator keys from hex, compressed public keys, `pokt1…` addresses;
 //! - [`sign`]: the supplier's deterministic low-S response signature;
-//! - [`mining`]: the relay hash and the difficulty comparison.
+//! - [`mining`]: the relay hash and the difficulty comparison;
+//! - [`proto`]: the relay messages with gogoproto-identical encoding, signable hashes, response
+//!   signing and the dehydrated relay.
 //!
-//! Not here yet (see §7): the protobuf messages and their gogoproto-identical encoding, the
-//! signable bytes built from them, session checks, and the daemon wiring.
+//! Not here yet (see §7): `POKTHTTPRequest`/`POKTHTTPResponse`, session checks (`ValidateBasic`,
+//! heights), ring-membership lookup, and the daemon wiring.
 
 pub mod keys;
 pub mod mining;
+pub mod proto;
 pub mod ring;
 pub mod sign;
