@@ -13,13 +13,16 @@
 //! - [`sign`]: the supplier's deterministic low-S response signature;
 //! - [`mining`]: the relay hash and the difficulty comparison;
 //! - [`proto`]: the relay messages with gogoproto-identical encoding, signable hashes, response
-//!   signing and the dehydrated relay.
+//!   signing and the dehydrated relay;
+//! - [`session`]: `ValidateBasic`, prm's height plausibility bounds, ring membership, and the
+//!   grace / claim-window arithmetic.
 //!
-//! Not here yet (see §7): `POKTHTTPRequest`/`POKTHTTPResponse`, session checks (`ValidateBasic`,
-//! heights), ring-membership lookup, and the daemon wiring.
+//! Not here yet (see §7): `POKTHTTPRequest`/`POKTHTTPResponse`, the chain queries (sessions,
+//! params, app delegations and account pubkeys), and the daemon wiring.
 
 pub mod keys;
 pub mod mining;
 pub mod proto;
 pub mod ring;
+pub mod session;
 pub mod sign;
