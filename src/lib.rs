@@ -2,7 +2,8 @@
 //! the demo and the benchmarks. Data flows one way: `http` (server → router) → `relay`
 //! (validation → session → chain → signature) → `queue` → `servicer` (notifier → servicer API);
 //! `ops` watches and steers it, `spacemesh` is the node-service gateway, `protocol` the pure
-//! Morse protocol code, `sim` the neighbours' simulators.
+//! Morse protocol code, `shannon` the pure Shannon protocol core (not wired in yet), `sim` the
+//! neighbours' simulators.
 
 pub mod app;
 pub mod base64;
@@ -20,6 +21,7 @@ pub mod relay;
 pub mod relay_cmd;
 pub mod sd_notify;
 pub mod servicer;
+pub mod shannon;
 pub mod signals;
 pub mod sim;
 pub mod spacemesh;
