@@ -1,4 +1,4 @@
-//! Secrets and private addresses never leave meshd (README "What never leaves meshd").
+//! Secrets and private addresses never leave meshd (docs/deploy.md "What never leaves meshd").
 //!
 //! A servicer that refuses meshd's token echoes it in its 401 body, as pocket-core does
 //! (`"wrong authtoken: " + token`; the servicer simulator does the same). The token must not
