@@ -45,6 +45,14 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// A message decoded from `buf`: its default, with every field of `buf` merged in (proto3:
+/// absent fields keep their defaults).
+fn decoded<T: Default>(buf: &[u8], merge: impl FnOnce(&mut T, &[u8]) -> Result<(), DecodeError>) -> Result<T, DecodeError> {
+    let mut m = T::default();
+    merge(&mut m, buf)?;
+    Ok(m)
+}
+
 // ---- wire primitives ----
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -272,9 +280,7 @@ impl RelayRequest {
 
     /// Decodes a request (the body of a relay POST, §1.3).
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let mut m = Self::default();
-        m.merge(buf)?;
-        Ok(m)
+        decoded(buf, Self::merge)
     }
 
     /// `GetSignableBytesHash` (§2.1): SHA-256 of the encoding with `meta.signature` cleared;
@@ -395,9 +401,7 @@ impl RelayResponse {
 
     /// Decodes a response.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let mut m = Self::default();
-        m.merge(buf)?;
-        Ok(m)
+        decoded(buf, Self::merge)
     }
 
     /// `GetSignableBytesHash` (§2.2): signature cleared and, when `payload_hash` is set (even
@@ -442,18 +446,20 @@ impl Relay {
         out
     }
 
-    /// Decodes a relay (e.g. an SMST leaf value).
-    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let mut m = Self::default();
+    fn merge(&mut self, buf: &[u8]) -> Result<(), DecodeError> {
         fields(buf, |field, v| {
             match field {
-                1 => m.req.get_or_insert_with(Default::default).merge(as_len(v)?)?,
-                2 => m.res.get_or_insert_with(Default::default).merge(as_len(v)?)?,
+                1 => self.req.get_or_insert_with(Default::default).merge(as_len(v)?)?,
+                2 => self.res.get_or_insert_with(Default::default).merge(as_len(v)?)?,
                 _ => {}
             }
             Ok(())
-        })?;
-        Ok(m)
+        })
+    }
+
+    /// Decodes a relay (e.g. an SMST leaf value).
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        decoded(buf, Self::merge)
     }
 
     /// The dehydrated encoding mined and stored: the response payload removed, the request
