@@ -4,7 +4,7 @@
 //! one `LocalExecutor` thread. Queue commits go to the LMDB writer; the few LMDB reads (stats,
 //! scans) to smol's blocking pool, capped small ([`DEFAULT_BLOCKING_THREADS`]).
 //!
-//! Operator side (issue D): the Prometheus listener, systemd `READY=1`/`WATCHDOG=1`, and the
+//! Operator side: the Prometheus listener, systemd `READY=1`/`WATCHDOG=1`, and the
 //! graceful shutdown on SIGTERM/SIGINT or `POST /v1/private/mesh/stop` (see [`shutdown`]);
 //! SIGHUP asks for a hot reload.
 
@@ -59,7 +59,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         if loaded.settings.relay_durability == "async" {
             ex.spawn(writer::periodic_sync(store.clone())).detach();
         }
-        // Spacemesh node-service gateway (issue F): own listeners and tasks, same queue Env.
+        // Spacemesh node-service gateway: own listeners and tasks, same queue Env.
         if let Some(spacemesh) = &loaded.spacemesh {
             let started = crate::spacemesh::start(ex, spacemesh, store.clone(), &loaded.settings)?;
             *app.spacemesh.borrow_mut() = Some(started.state);

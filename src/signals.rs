@@ -93,7 +93,7 @@ pub fn name(signal: i32) -> &'static str {
 }
 
 /// SIGHUP: reload the keys and chains files. This is the one place the reload is triggered
-/// from a signal; the fleet's reload (issue C) is called from here, so `kill -HUP` and
+/// from a signal; the fleet's reload is called from here, so `kill -HUP` and
 /// `systemctl reload meshd` (ExecReload) do the same as an interval reload.
 pub fn on_sighup(app: &Rc<App>) {
     Counters::inc(&app.counters.reloads_requested);

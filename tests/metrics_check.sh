@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prometheus exposition check (issue D): scrape a live meshd stack (simulators + the meshd
+# Prometheus exposition check: scrape a live meshd stack (simulators + the meshd
 # binary, via tests/ops.rs, which writes the scrape to target/tmp/metrics-scrape.txt) and run
 # the real `promtool check metrics` (Debian package `prometheus`, installed if missing) on it.
 # The same for a Spacemesh gateway's scrape (tests/spacemesh.rs). Then check that every metric

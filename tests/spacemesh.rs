@@ -1,4 +1,4 @@
-//! Spacemesh node-service gateway (issue F) end to end: the meshd binary with a `spacemesh`
+//! Spacemesh node-service gateway end to end: the meshd binary with a `spacemesh`
 //! section and no Pocket files (a home smesher's data dir), node-service simulators written
 //! from spacemesh-node-split.md §1.1, and an HTTP client standing in for smeshing services.
 //! Everything is on 127.0.0.1 and bounded in time. `cors_from_headless_chromium` needs

@@ -35,10 +35,10 @@ async fn route(app: &Rc<App>, request: &Request, body: Vec<u8>) -> Reply {
         ("POST", "/v1/client/relay") => relay_service::handle(app, body).await,
         ("OPTIONS", "/v1/client/relay") => Reply::json(200, Vec::new()).with_cors(),
         ("POST", "/v1/client/sim") if app.simulate_relay => simulate_relay(app, body).await,
-        // --- operator routes (issue D): states API, status page and its JSON ---
+        // --- operator routes: states API, status page and its JSON ---
         _ => match crate::ops::routes::route(app, method, path, request.query(), request.header("Authorization")).await {
             Some(reply) => reply,
-            // --- fleet routes (issue C): private API, proxy to a servicer ---
+            // --- fleet routes: private API, proxy to a servicer ---
             None if path.starts_with(private_api::PREFIX) => private_api::handle(app, method, path, request, body).await,
             None if proxy::is_proxied(method, path) => proxy::forward(app, request, body).await,
             None => http_error(404, &format!("no route for {method} {path}")),

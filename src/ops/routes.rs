@@ -1,4 +1,4 @@
-//! Operator routes (issue D): the identity-state history API, the status page and its JSON.
+//! Operator routes: the identity-state history API, the status page and its JSON.
 //!
 //! - `GET /v1/private/mesh/states` and `GET /v1/private/mesh/status`: behind the mesh token
 //!   (`Authorization: <auth_token_file Value>`), like every private route. A missing or empty

@@ -200,7 +200,7 @@ pub async fn check_loop(app: Rc<App>, id: u64) {
             (true, Err(e)) => log::warn!("event=node_unhealthy node={} reason={:?}", node.name, e.message),
             _ => {}
         }
-        // Identity states (issue D): one transition record per change, per servicer address.
+        // Identity states: one transition record per change, per servicer address.
         for address in node.address_bytes.iter() {
             match &gate {
                 Ok(status) => app.states.health(*address, &node.name, true, status.height, ""),

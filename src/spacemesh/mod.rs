@@ -1,4 +1,4 @@
-//! Spacemesh node-service gateway (issue F). In Spacemesh's node split a smeshing service
+//! Spacemesh node-service gateway. In Spacemesh's node split a smeshing service
 //! (keys, ATX builder, remote hare, proposals) talks to ONE `--node-service-address`, with no
 //! buffering and no failover (spacemesh-node-split.md §1, §4). meshd listens at that address and:
 //! - forwards the node-service HTTP API (§1.1) to a pool of node services, sticky to one synced
