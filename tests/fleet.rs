@@ -335,7 +335,9 @@ fn a_broken_keys_file_keeps_serving_and_reload_adds_and_reattaches_nodes() {
 
     // Fixed: the new node is added, the unchanged one kept (same session, no new session fetch).
     h.write_keys(&two);
-    h.serve_one(&k2, 200, Duration::from_secs(15));
+    let first_on_n2 = h.serve_one(&k2, 200, Duration::from_secs(15));
+    // Delivered before n2's notifies start failing below, so exactly one relay is orphaned there.
+    assert!(wait_until(Duration::from_secs(10), || accepted(&sim2).contains(&first_on_n2)), "not notified\n{}", h.log_tail());
     assert!(matches!(h.send(&k1, 300), Sent::Served(_)));
     assert_eq!(sim1.stats().session_calls, sessions_before, "n1 kept its session across the reloads");
     let reloaded = h.log_text().lines().find(|l| l.contains("event=keys_reloaded")).unwrap().to_string();
