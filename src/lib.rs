@@ -25,4 +25,5 @@ pub mod shannon;
 pub mod signals;
 pub mod sim;
 pub mod spacemesh;
+pub mod supplier;
 pub mod timefmt;

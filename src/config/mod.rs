@@ -9,6 +9,7 @@ pub mod chains;
 pub mod file;
 pub mod keys;
 pub mod settings;
+pub mod shannon;
 pub mod spacemesh;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub use chains::Chain;
 pub use keys::NodeEntry;
 pub use settings::Settings;
+pub use shannon::ShannonSettings;
 pub use spacemesh::SpacemeshSettings;
 
 /// A configuration problem: which file, which key or entry, what is wrong.
@@ -73,6 +75,10 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// The Spacemesh node-service gateway (`spacemesh` object); None = off.
     pub spacemesh: Option<SpacemeshSettings>,
+    /// The Shannon supplier edge (`shannon` object); None = off.
+    pub shannon: Option<ShannonSettings>,
+    /// Its supplier operator keys (`shannon.supplier_keys_file`); empty when Shannon is off.
+    pub supplier_keys: Vec<crate::shannon::keys::OperatorKey>,
 }
 
 impl Loaded {
@@ -139,6 +145,7 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
     let (config_path, both_warning) = find_config(data_dir, config_file);
     warnings.extend(both_warning);
     let mut spacemesh = None;
+    let mut shannon = None;
     let settings = match &config_path {
         Some(path) => {
             let text = read_text(path, file::CONFIG_FILE_LIMIT)?;
@@ -147,6 +154,7 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
             let (sm, w) = spacemesh::from_json(&text, path)?;
             warnings.extend(w);
             spacemesh = sm;
+            shannon = shannon::from_json(&text, path)?;
             settings
         }
         None => {
@@ -166,7 +174,7 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
 
     // A Spacemesh-only host (gateway configured) may have no Pocket files at all: each missing
     // one leaves the relay side empty instead of failing the start.
-    let pocket_optional = |p: &Path| spacemesh.is_some() && !p.exists();
+    let pocket_optional = |p: &Path| (spacemesh.is_some() || shannon.is_some()) && !p.exists();
     let keys_path = resolve_in(&effective_dir, &settings.servicer_private_key_file);
     let nodes = if pocket_optional(&keys_path) {
         warnings.push(format!("{}: not found; no Pocket servicers (Spacemesh gateway only)", keys_path.display()));
@@ -202,7 +210,11 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
         }
     }
 
-    Ok(Loaded { settings, config_path, data_dir: effective_dir, nodes, chains, mesh_token, servicer_token, chain_names, warnings, spacemesh })
+    let supplier_keys = match &shannon {
+        Some(sh) => shannon::load_supplier_keys(&resolve_in(&effective_dir, &sh.supplier_keys_file))?,
+        None => Vec::new(),
+    };
+    Ok(Loaded { settings, config_path, data_dir: effective_dir, nodes, chains, mesh_token, servicer_token, chain_names, warnings, spacemesh, shannon, supplier_keys })
 }
 
 /// Human-readable summary for `meshd check-config`. Prints addresses, URLs and file paths;
@@ -257,6 +269,13 @@ pub fn describe(l: &Loaded) -> String {
 
     if let Some(sm) = &l.spacemesh {
         out.push_str(&sm.describe());
+    }
+    if let Some(sh) = &l.shannon {
+        out.push_str(&sh.describe());
+        let _ = writeln!(out, "  supplier keys: {} ({} suppliers)", l.resolve(&sh.supplier_keys_file).display(), l.supplier_keys.len());
+        for k in &l.supplier_keys {
+            let _ = writeln!(out, "    {}", k.address());
+        }
     }
     if l.warnings.is_empty() {
         let _ = writeln!(out, "warnings:     none");

@@ -370,12 +370,13 @@ impl Settings {
         let mut settings = Settings::default();
         let warnings = Vec::new();
         for (key, value) in map {
-            if key == super::spacemesh::KEY {
-                continue; // nested object, parsed by config/spacemesh.rs
+            if key == super::spacemesh::KEY || key == super::shannon::KEY {
+                continue; // nested objects, parsed by config/spacemesh.rs and config/shannon.rs
             }
             let Some(field) = FIELDS.iter().find(|f| f.key == key) else {
                 let mut known: Vec<&str> = Settings::known_keys().collect();
                 known.push(super::spacemesh::KEY);
+                known.push(super::shannon::KEY);
                 return Err(super::unknown_key(file, key, &known));
             };
             if value.is_null() {

@@ -125,13 +125,13 @@ fn parse(map: &Map<String, Value>, file: &Path) -> Result<(SpacemeshSettings, Ve
     Ok((s, warnings))
 }
 
-fn socket_addr(value: &Value) -> Result<SocketAddr, String> {
+pub(super) fn socket_addr(value: &Value) -> Result<SocketAddr, String> {
     value.as_str().and_then(|t| t.parse::<SocketAddr>().ok()).ok_or_else(|| "expected \"IP:PORT\" such as \"127.0.0.1:9099\"".to_string())
 }
 
 /// A positive duration in `unit` ("seconds" or "milliseconds"), at most
 /// [`super::settings::MAX_DURATION_SECS`] (30 days) so no clock arithmetic can overflow.
-fn positive(value: &Value, unit: &str) -> Result<u64, String> {
+pub(super) fn positive(value: &Value, unit: &str) -> Result<u64, String> {
     let max = if unit == "seconds" { super::settings::MAX_DURATION_SECS } else { super::settings::MAX_DURATION_SECS * 1000 };
     match value.as_u64() {
         Some(0) => Err(format!("must be greater than 0 ({unit})")),
@@ -144,12 +144,17 @@ fn positive(value: &Value, unit: &str) -> Result<u64, String> {
 /// A non-empty array of distinct http(s) URLs; a trailing `/` is dropped so paths join cleanly
 /// (a base path prefix is kept, as the Go client keeps it).
 fn urls(value: &Value, file: &Path, key: &str) -> Result<Vec<String>, ConfigError> {
+    url_list(value, file, &format!("{KEY}.{key}"))
+}
+
+/// [`urls`] for any config path `at` (such as `shannon.services.anvil.urls`).
+pub(super) fn url_list(value: &Value, file: &Path, key: &str) -> Result<Vec<String>, ConfigError> {
     let Value::Array(items) = value else {
-        return Err(ConfigError::at(file, format!("{KEY}.{key}"), format!("expected an array of URLs, got {}", super::show_value(value))));
+        return Err(ConfigError::at(file, key, format!("expected an array of URLs, got {}", super::show_value(value))));
     };
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let at = format!("{KEY}.{key}[{i}]");
+        let at = format!("{key}[{i}]");
         let Some(url) = item.as_str() else {
             return Err(ConfigError::at(file, at, format!("expected a URL string, got {}", super::show_value(item))));
         };
@@ -159,7 +164,7 @@ fn urls(value: &Value, file: &Path, key: &str) -> Result<Vec<String>, ConfigErro
         }
         let url = url.trim_end_matches('/').to_string();
         if let Some(j) = out.iter().position(|u| u.eq_ignore_ascii_case(&url)) {
-            return Err(ConfigError::at(file, at, format!("duplicate of {KEY}.{key}[{j}]")));
+            return Err(ConfigError::at(file, at, format!("duplicate of {key}[{j}]")));
         }
         out.push(url);
     }
@@ -167,7 +172,7 @@ fn urls(value: &Value, file: &Path, key: &str) -> Result<Vec<String>, ConfigErro
 }
 
 /// URLs are shown in errors, but never a `user:password@` part.
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}***@{}", &url[..s + 3], &url[at + 1..]),
         _ => url.to_string(),

@@ -13,7 +13,7 @@ pub mod writer;
 pub use guard::QueueFault;
 pub use record::{DeadLetter, QueuedRelay};
 pub use states::{StateQuery, StateRecord};
-pub use store::{Durability, OpenMode, PendingKey, QueueStats, Restored, Store, WriteOp, WriteResult};
+pub use store::{Durability, ExtraWrite, OpenMode, PendingKey, QueueStats, Restored, Room, Store, WriteOp, WriteResult};
 pub use writer::Writer;
 
 /// A fresh, empty path for a unit test's LMDB environment (`prefix` keeps test modules apart).

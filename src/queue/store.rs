@@ -59,9 +59,36 @@ pub enum WriteOp {
     RecordState(Box<StateRecord>, Vec<u8>),
     /// Forget identity-state history older than this (unix µs).
     PruneStates { before_us: u64 },
+    /// A write of a database kept outside the relay queue (the Shannon mined-relay queue,
+    /// src/supplier/mined_queue.rs), applied in the same group commit.
+    Extra(Box<dyn ExtraWrite>),
     /// Nothing to change: resolves once every operation submitted before it is committed
     /// (and, with `async` durability, flushed to disk). Used at shutdown.
     Flush,
+}
+
+/// A [`WriteOp::Extra`] write: runs inside the batch's transaction; `room` is the admission
+/// budget shared with the relay queue (appends must be refused once it is spent).
+pub trait ExtraWrite: Send + Sync {
+    fn apply(&self, wtxn: &mut heed::RwTxn, room: &mut Room) -> heed::Result<WriteResult>;
+}
+
+/// Bytes left below the admission limit in the current batch.
+pub struct Room {
+    used: u64,
+    limit: u64,
+}
+
+impl Room {
+    /// Take `cost` bytes for an append; false (and nothing taken) when the limit would be passed.
+    pub fn take(&mut self, cost: u64) -> bool {
+        if self.used + cost > self.limit {
+            false
+        } else {
+            self.used += cost;
+            true
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +145,8 @@ pub struct Store {
     pub(super) state_last: Database<'static, Bytes, Bytes>,
     /// Next sequence number; only the writer (one at a time, LMDB's rule) advances it.
     next_seq: Mutex<u64>,
+    /// Databases of other queues in this environment, counted in the admission limit.
+    extra_dbs: Mutex<Vec<Database<'static, Bytes, Bytes>>>,
     map_bytes: u64,
     durability: Durability,
 }
@@ -230,7 +259,7 @@ impl Store {
         guard::check_data_file(&data_file)?;
         let map_bytes = map_mib.max(1) << 20;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(map_bytes as usize).max_dbs(8).max_readers(64);
+        options.map_size(map_bytes as usize).max_dbs(16).max_readers(64);
         if mode == OpenMode::ReadOnly {
             // SAFETY: READ_ONLY only forbids write transactions.
             unsafe { options.flags(EnvFlags::READ_ONLY) };
@@ -306,6 +335,7 @@ impl Store {
             states,
             state_last,
             next_seq: Mutex::new(next_seq),
+            extra_dbs: Mutex::new(Vec::new()),
             map_bytes,
             durability,
         })
@@ -329,7 +359,16 @@ impl Store {
         ] {
             total += (stat.branch_pages + stat.leaf_pages + stat.overflow_pages) as u64 * u64::from(stat.page_size);
         }
+        for db in self.extra_dbs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let stat = db.stat(txn)?;
+            total += (stat.branch_pages + stat.leaf_pages + stat.overflow_pages) as u64 * u64::from(stat.page_size);
+        }
         Ok(total)
+    }
+
+    /// Count `db` (a database another queue keeps in this environment) in the admission limit.
+    pub fn count_in_admission(&self, db: Database<'static, Bytes, Bytes>) {
+        self.extra_dbs.lock().unwrap_or_else(|p| p.into_inner()).push(db);
     }
 
     /// Apply a batch in one transaction. An LMDB failure aborts the whole batch (`Err`), so a
@@ -439,6 +478,12 @@ impl Store {
                 WriteOp::PruneStates { before_us } => {
                     self.prune_states(&mut wtxn, *before_us)?;
                     WriteResult::Done
+                }
+                WriteOp::Extra(write) => {
+                    let mut room = Room { used, limit };
+                    let result = write.apply(&mut wtxn, &mut room).map_err(|e| self.lmdb(e))?;
+                    used = room.used;
+                    result
                 }
                 WriteOp::Flush => WriteResult::Done,
             };

@@ -130,6 +130,18 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// [`Writer::write`] from a thread outside the executor (the Shannon hand-off thread):
+    /// blocks that thread until the batch holding `op` is committed.
+    pub fn write_blocking(&self, op: WriteOp) -> WriteResult {
+        let (reply, answer) = async_channel::bounded(1);
+        if self.tx.send_blocking(Request { op, reply }).is_err() {
+            return WriteResult::Refused("the queue writer has stopped".into());
+        }
+        answer.recv_blocking().unwrap_or_else(|_| WriteResult::Refused("the queue writer has stopped".into()))
+    }
+}
+
 async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>, thread: WriterThread) {
     let mut failures = Throttle::default();
     while let Ok(first) = rx.recv().await {

@@ -54,6 +54,11 @@ fn is_account_address(s: &str) -> bool {
     }
 }
 
+/// A service id as the chain accepts it: 1–42 of `[a-zA-Z0-9_-]` (§1.1).
+pub fn is_service_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_SERVICE_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// `SessionHeader.ValidateBasic` (§1.1).
 pub fn validate_header(h: &SessionHeader) -> Result<(), CheckError> {
     if !is_account_address(&h.application_address) {
@@ -62,8 +67,7 @@ pub fn validate_header(h: &SessionHeader) -> Result<(), CheckError> {
     if h.session_id.is_empty() {
         return Err(CheckError::MissingSessionId);
     }
-    let id = &h.service_id;
-    if id.is_empty() || id.len() > MAX_SERVICE_ID_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !is_service_id(&h.service_id) {
         return Err(CheckError::BadServiceId);
     }
     if h.session_start_block_height < 1 {
