@@ -160,6 +160,8 @@ pub struct App {
     pub states: States,
     /// The Spacemesh gateway, when configured (its counters go to the Prometheus exposition).
     pub spacemesh: RefCell<Option<Rc<crate::spacemesh::State>>>,
+    /// The Shannon supplier edge, when configured (its counters go to the Prometheus exposition).
+    pub shannon: RefCell<Option<Rc<crate::supplier::Edge>>>,
 }
 
 impl App {
@@ -205,6 +207,7 @@ impl App {
             active_requests: Cell::new(0),
             proxy_cursor: Cell::new(0),
             spacemesh: RefCell::new(None),
+            shannon: RefCell::new(None),
             settings: s,
         }
     }

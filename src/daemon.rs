@@ -64,6 +64,11 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
             let started = crate::spacemesh::start(ex, spacemesh, store.clone(), &loaded.settings)?;
             *app.spacemesh.borrow_mut() = Some(started.state);
         }
+        // Shannon supplier edge: own listener and tasks, same queue Env and writer.
+        if let Some(shannon) = &loaded.shannon {
+            let edge = crate::supplier::start(ex, shannon, &loaded.supplier_keys, app.queue.clone(), &loaded.settings)?;
+            *app.shannon.borrow_mut() = Some(edge);
+        }
         let ids: Vec<u64> = app.fleet().nodes.iter().map(|n| n.id()).collect();
         for &id in &ids {
             ex.spawn(health::check_loop(app.clone(), id)).detach();

@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 if ! command -v faketime >/dev/null 2>&1; then
   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y faketime
 fi
+# redis-server receives the Shannon hand-off (tests/shannon.rs).
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+fi
 cargo build --locked
 cargo test --locked
 bash tests/metrics_check.sh      # promtool check metrics on a live scrape

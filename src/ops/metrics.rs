@@ -395,6 +395,8 @@ pub struct Snapshot {
     pub queue: Result<QueueStats, String>,
     /// Stored publishes of the Spacemesh gateway, when it runs.
     pub spacemesh_queue: Option<Result<crate::spacemesh::publish_queue::QueueCounts, String>>,
+    /// Stored mined relays of the Shannon edge, when it runs.
+    pub shannon_queue: Option<Result<crate::supplier::mined_queue::MinedCounts, String>>,
 }
 
 impl Metrics {
@@ -528,6 +530,9 @@ pub fn render(app: &App, snapshot: &Snapshot) -> String {
     if let Some(spacemesh) = app.spacemesh.borrow().as_ref() {
         crate::spacemesh::metrics::render(&mut out, &app.metrics.moniker, spacemesh, snapshot.spacemesh_queue.as_ref());
     }
+    if let Some(edge) = app.shannon.borrow().as_ref() {
+        crate::supplier::metrics::render(&mut out, &app.metrics.moniker, edge, snapshot.shannon_queue.as_ref());
+    }
 
     for (field, help, value) in app.counters.export() {
         let name = format!("meshd_{field}_total");
@@ -600,8 +605,9 @@ fn render_listeners(out: &mut String, moniker: &str) {
 pub async fn scrape(app: Rc<App>) -> Response {
     let store = app.queue.store().clone();
     let spacemesh_queue = app.spacemesh.borrow().as_ref().map(|s| s.queue.clone());
-    let (queue, spacemesh_queue) = smol::unblock(move || (store.stats(), spacemesh_queue.map(|q| q.counts()))).await;
-    let text = render(&app, &Snapshot { queue, spacemesh_queue });
+    let shannon_queue = app.shannon.borrow().as_ref().map(|e| e.queue.clone());
+    let (queue, spacemesh_queue, shannon_queue) = smol::unblock(move || (store.stats(), spacemesh_queue.map(|q| q.counts()), shannon_queue.map(|q| q.counts()))).await;
+    let text = render(&app, &Snapshot { queue, spacemesh_queue, shannon_queue });
     Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }
 

@@ -223,10 +223,14 @@ impl ChainHealth {
     /// then benched ones, soonest back first (when every endpoint is benched, one must still
     /// be tried).
     pub fn order(&self, chain: &Chain) -> Vec<usize> {
+        self.order_urls(&chain.urls)
+    }
+
+    /// [`ChainHealth::order`] for any list of endpoint URLs (the Shannon service backends).
+    pub fn order_urls(&self, urls: &[String]) -> Vec<usize> {
         let now = Instant::now();
         let benches = self.benches.borrow();
-        let mut order: Vec<(Option<Instant>, usize)> =
-            chain.urls.iter().enumerate().map(|(i, url)| (benches.get(url).and_then(|b| b.benched_until(now)), i)).collect();
+        let mut order: Vec<(Option<Instant>, usize)> = urls.iter().enumerate().map(|(i, url)| (benches.get(url).and_then(|b| b.benched_until(now)), i)).collect();
         // Stable: None (not benched) sorts first and keeps configuration order.
         order.sort_by_key(|(until, _)| *until);
         order.into_iter().map(|(_, i)| i).collect()
@@ -235,24 +239,30 @@ impl ChainHealth {
     /// Bench the endpoints that failed and clear the one that answered. Returns how many
     /// endpoints were passed over before one answered (0: no failover happened).
     pub fn record(&self, chain: &Chain, outcome: &ChainOutcome) -> usize {
+        self.record_urls("chain", &chain.id, &chain.urls, &outcome.failed, outcome.served_by)
+    }
+
+    /// [`ChainHealth::record`] for any list of endpoint URLs: `kind` and `id` name the owner
+    /// in logs ("chain 0021", "service anvil"), endpoints are named by index.
+    pub fn record_urls(&self, kind: &str, id: &str, urls: &[String], failed: &[(usize, String)], served_by: Option<usize>) -> usize {
         let now = Instant::now();
         let mut benches = self.benches.borrow_mut();
-        for (i, error) in &outcome.failed {
-            let Some(url) = chain.urls.get(*i) else { continue };
+        for (i, error) in failed {
+            let Some(url) = urls.get(*i) else { continue };
             if let Some(pause) = benches.entry(url.clone()).or_default().fail(now) {
-                log::warn!("event=chain_url_benched chain={} url=urls[{i}] bench_ms={} error={error:?}", chain.id, pause.as_millis());
+                log::warn!("event={kind}_url_benched {kind}={id} url=urls[{i}] bench_ms={} error={error:?}", pause.as_millis());
             }
         }
-        if let Some(url) = outcome.served_by.and_then(|i| chain.urls.get(i)) {
+        if let Some(url) = served_by.and_then(|i| urls.get(i)) {
             if let Some(b) = benches.get(url) {
                 b.succeed();
             }
         }
-        if outcome.served_by.is_some() {
-            if !outcome.failed.is_empty() {
-                *self.failovers.borrow_mut().entry(chain.id.clone()).or_insert(0) += 1;
+        if served_by.is_some() {
+            if !failed.is_empty() {
+                *self.failovers.borrow_mut().entry(id.to_string()).or_insert(0) += 1;
             }
-            outcome.failed.len()
+            failed.len()
         } else {
             0
         }

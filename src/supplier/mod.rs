@@ -1,5 +1,190 @@
 //! The Shannon supplier edge: the I/O side of Shannon mode (the pure protocol stays in
-//! `src/shannon`). README "Shannon supplier at the edge".
+//! `src/shannon`; README "Shannon supplier at the edge").
+//!
+//! Started by the daemon when `config.json` has a `shannon` object ([`start`]): its own listener
+//! (the supplier's staked endpoint) on the daemon's executor, the full-node client and session
+//! cache, the service backends, the durable mined-relay queue in the relay queue's LMDB
+//! environment, and the `shannon-handoff` thread that adds mined relays to the central miner's
+//! Redis streams.
+//!
+//! Flow of one relay: [`relay`] (checks, backend, sign, mine, commit) → [`mined_queue`] →
+//! [`handoff`] → Redis → pocket-relay-miner's miners.
 
+pub mod backend;
+pub mod handoff;
+pub mod metrics;
 pub mod mined_queue;
+pub mod relay;
 pub mod resp;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::config::ShannonSettings;
+use crate::http::client::{Client, ClientSettings};
+use crate::http::server::{self, Limits, Server};
+use crate::relay::chain::ChainHealth;
+use crate::shannon::keys::OperatorKey;
+use crate::shannon::payload::{POKTHTTPRequest, POKTHTTPResponse};
+use crate::shannon::proto::SessionHeader;
+use handoff::{Handoff, HandoffSettings};
+use mined_queue::{MinedQueue, MinedRelay};
+
+/// Running totals of this process (the queue holds the durable counts).
+#[derive(Debug, Default)]
+pub struct EdgeCounters {
+    /// Relays answered 200 with a signed response.
+    pub served: Cell<u64>,
+    /// Of those, relays committed for the hand-off (hash below the target).
+    pub mined: Cell<u64>,
+    /// Served but not claimable (after the claim window opened, or a backend 5xx).
+    pub not_claimable: Cell<u64>,
+    pub refused: Cell<u64>,
+}
+
+/// The Shannon edge's state, shared by `Rc` on the executor thread.
+pub struct Edge {
+    pub settings: ShannonSettings,
+    /// Supplier operator keys by `pokt1…` address (swapped whole by a reload).
+    keys: RefCell<Rc<HashMap<String, OperatorKey>>>,
+    /// Sessions, rings, params, difficulty and the current height, from the full nodes.
+    pub sessions: Rc<sessions::SessionCache>,
+    pub backend_client: Client,
+    pub backend_health: ChainHealth,
+    pub queue: MinedQueue,
+    pub handoff: Handoff,
+    pub counters: EdgeCounters,
+    /// Refusals by reason (bounded: the reasons are a fixed set).
+    pub refusals: RefCell<BTreeMap<&'static str, u64>>,
+    pub listen_addr: Cell<Option<SocketAddr>>,
+}
+
+impl Edge {
+    /// The key of a supplier served here.
+    pub fn key(&self, address: &str) -> Option<OperatorKey> {
+        self.keys.borrow().get(address).cloned()
+    }
+
+    pub fn supplier_addresses(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.keys.borrow().keys().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// Swap in a new key set (hot reload).
+    pub fn set_keys(&self, keys: &[OperatorKey]) {
+        *self.keys.borrow_mut() = Rc::new(keys.iter().map(|k| (k.address().to_string(), k.clone())).collect());
+    }
+
+    pub fn count_refusal(&self, reason: &'static str) {
+        *self.refusals.borrow_mut().entry(reason).or_insert(0) += 1;
+    }
+}
+
+/// Start Shannon mode: the listener, the hand-off thread and the background tasks.
+pub fn start(
+    ex: &'static smol::LocalExecutor<'static>,
+    settings: &ShannonSettings,
+    keys: &[OperatorKey],
+    writer: crate::queue::Writer,
+    client_settings: &crate::config::Settings,
+) -> Result<Rc<Edge>, String> {
+    let queue = MinedQueue::open(writer)?;
+    let target = resp::RedisTarget::parse(&settings.redis_url).map_err(|e| format!("shannon.redis_url: {e}"))?;
+    if let Some(secret) = target.secret() {
+        crate::ops::redact::install(crate::ops::redact::secrets_of([secret], std::iter::empty::<&str>(), []));
+    }
+    let handoff = Handoff::spawn(
+        queue.clone(),
+        HandoffSettings {
+            target,
+            stream_prefix: settings.stream_prefix.clone(),
+            dedup_ttl_secs: settings.dedup_ttl,
+            retry_wait_max: Duration::from_millis(settings.handoff_retry_wait_max),
+        },
+    )
+    .map_err(|e| format!("cannot start the shannon-handoff thread: {e}"))?;
+    let mut fullnode_settings = ClientSettings::new(Duration::from_millis(settings.fullnode_timeout));
+    fullnode_settings.user_agent = client_settings.user_agent.clone();
+    let full_nodes = fullnode::FullNodeClient::new(Client::new(ex, fullnode_settings), &settings.full_nodes).map_err(|e| format!("shannon.full_nodes: {e}"))?;
+    let sessions = sessions::SessionCache::new(full_nodes, height::CurrentHeight::new(), sessions::DEFAULT_FAIL_TTL);
+    // Lives as long as the process, like the listener.
+    sessions::start_height_poll(&sessions, ex, Duration::from_millis(settings.height_poll_interval)).detach();
+    let mut backend_settings = ClientSettings::new(Duration::from_millis(settings.backend_timeout));
+    backend_settings.user_agent = client_settings.user_agent.clone();
+    let edge = Rc::new(Edge {
+        settings: settings.clone(),
+        keys: RefCell::new(Rc::new(HashMap::new())),
+        sessions,
+        backend_client: Client::new(ex, backend_settings),
+        backend_health: ChainHealth::default(),
+        queue,
+        handoff,
+        counters: EdgeCounters::default(),
+        refusals: RefCell::new(BTreeMap::new()),
+        listen_addr: Cell::new(None),
+    });
+    edge.set_keys(keys);
+    let limits = Limits::from_settings(client_settings, settings.max_body_bytes);
+    let serving = edge.clone();
+    let listener = Server::bind("shannon", &settings.listen.to_string(), limits, ex, server::handler(move |r| relay::serve(serving.clone(), r)))
+        .map_err(|e| format!("shannon.listen: {e}"))?;
+    edge.listen_addr.set(Some(listener.addr()));
+    // The listener lives as long as the process.
+    std::mem::forget(listener);
+    log::info!(
+        "event=shannon_ready listen={} suppliers={} services={} full_nodes={} redis={:?}",
+        edge.listen_addr.get().map_or(String::new(), |a| a.to_string()),
+        keys.len(),
+        settings.services.len(),
+        settings.full_nodes.len(),
+        resp::RedisTarget::parse(&settings.redis_url).ok()
+    );
+    Ok(edge)
+}
+
+/// The queue record of a mined relay.
+pub(crate) fn mined_record(header: &SessionHeader, supplier: &str, height: i64, compute_units: u64, relay_hash: [u8; 32], relay_bytes: Vec<u8>) -> MinedRelay {
+    MinedRelay {
+        supplier: supplier.to_string(),
+        service_id: header.service_id.clone(),
+        application: header.application_address.clone(),
+        session_id: header.session_id.clone(),
+        session_start: header.session_start_block_height,
+        session_end: header.session_end_block_height,
+        arrival_height: height,
+        compute_units,
+        relay_hash,
+        relay_bytes,
+        served_at_ms: crate::queue::record::now_ms(),
+        attempts: 0,
+        not_before_ms: 0,
+        last_error: String::new(),
+    }
+}
+
+/// The backend call a relay's payload (a `POKTHTTPRequest`, §1.4) describes, with the
+/// `Pocket-*` headers added when `pocket` is given (`forward_pocket_headers`).
+pub(crate) fn payload_call(payload: &[u8], pocket: Option<(&SessionHeader, &str)>) -> Result<backend::BackendCall, String> {
+    let req = POKTHTTPRequest::decode(payload).map_err(|e| e.to_string())?;
+    let mut headers: Vec<(String, String)> = req.headers.values().flat_map(|h| h.values.iter().map(move |v| (h.key.clone(), v.clone()))).collect();
+    if let Some((h, supplier)) = pocket {
+        headers.retain(|(n, _)| !n.to_ascii_lowercase().starts_with("pocket-"));
+        headers.push(("Pocket-Supplier".into(), supplier.to_string()));
+        headers.push(("Pocket-Service".into(), h.service_id.clone()));
+        headers.push(("Pocket-Session-Id".into(), h.session_id.clone()));
+        headers.push(("Pocket-Application".into(), h.application_address.clone()));
+        headers.push(("Pocket-Session-Start-Height".into(), h.session_start_block_height.to_string()));
+        headers.push(("Pocket-Session-End-Height".into(), h.session_end_block_height.to_string()));
+    }
+    let method = if req.method.is_empty() { "POST".to_string() } else { req.method };
+    Ok(backend::BackendCall { method, path_and_query: backend::path_and_query(&req.url), headers, body: req.body })
+}
+
+/// The response payload: the backend's answer as a deterministic `POKTHTTPResponse` (§1.4).
+pub(crate) fn response_payload(answer: &backend::BackendAnswer) -> Vec<u8> {
+    POKTHTTPResponse::from_parts(answer.status, answer.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), answer.body.clone()).encode()
+}
