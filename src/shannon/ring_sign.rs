@@ -196,10 +196,10 @@ mod tests {
         let mut count = 0;
         for n in 2..=5 {
             let ring: Vec<[u8; POINT_LEN]> = all[..n].iter().map(|k| *k.pubkey()).collect();
-            for idx in 0..n {
+            for (idx, key) in all[..n].iter().enumerate() {
                 for round in 0..3 {
                     let m = msg(count);
-                    let sig = sign(&m, &ring, idx, &all[idx], &mut fill).unwrap();
+                    let sig = sign(&m, &ring, idx, key, &mut fill).unwrap();
                     assert_eq!(sig.len(), 69 + 65 * n);
                     let parsed = verify(&sig, &m).unwrap_or_else(|e| panic!("n {n} idx {idx} round {round}: {e}"));
                     assert_eq!(parsed.ring().copied().collect::<Vec<_>>(), ring);
@@ -268,8 +268,9 @@ mod tests {
         for i in 0..2000 {
             let m = msg(10_000 + i);
             let sig = RingSignature::parse(&sign(&m, &ring, 1, &all[1], &mut fill).unwrap()).unwrap();
-            assert_eq!(sig.verify(&m), Ok(()));
+            // every other signature verifies canonically too; the ones that hit the short case do not
             if sig.verify_with(&m, Reduction::Canonical).is_err() {
+                assert_eq!(sig.verify(&m), Ok(()), "signature {i}");
                 found = Some(i);
                 break;
             }
