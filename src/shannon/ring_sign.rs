@@ -158,9 +158,9 @@ pub fn sign(
     Err(RingSignError::Exhausted)
 }
 
-/// A deterministic byte source for tests, demos and benchmarks: SHA-256(seed ‖ counter) blocks.
-/// Not for production signing keys' only entropy (the hedge keeps it safe, but signatures become
-/// linkable to the seed).
+/// A deterministic byte source for tests, the demo and the bench: SHA-256(seed ‖ counter) blocks.
+/// Signatures made with it can be reproduced by anyone who knows the seed; a real gateway would
+/// pass OS randomness (the hedge in [`sign`] keeps the key safe either way).
 pub fn seeded_fill(seed: &[u8]) -> impl FnMut(&mut [u8]) {
     use sha2::Sha256;
     let seed = seed.to_vec();
