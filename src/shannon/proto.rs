@@ -47,15 +47,15 @@ impl std::error::Error for DecodeError {}
 
 /// A message decoded from `buf`: its default, with every field of `buf` merged in (proto3:
 /// absent fields keep their defaults).
-fn decoded<T: Default>(buf: &[u8], merge: impl FnOnce(&mut T, &[u8]) -> Result<(), DecodeError>) -> Result<T, DecodeError> {
+pub(super) fn decoded<T: Default>(buf: &[u8], merge: impl FnOnce(&mut T, &[u8]) -> Result<(), DecodeError>) -> Result<T, DecodeError> {
     let mut m = T::default();
     merge(&mut m, buf)?;
     Ok(m)
 }
 
-// ---- wire primitives ----
+// ---- wire primitives (shared with `payload` and `mined`) ----
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -63,11 +63,11 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
+pub(super) fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
     put_varint(out, (u64::from(field) << 3) | u64::from(wire));
 }
 
-fn put_bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
+pub(super) fn put_bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     if !b.is_empty() {
         put_key(out, field, 2);
         put_varint(out, b.len() as u64);
@@ -75,7 +75,7 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     }
 }
 
-fn put_u64(out: &mut Vec<u8>, field: u32, v: u64) {
+pub(super) fn put_u64(out: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         put_key(out, field, 0);
         put_varint(out, v);
@@ -83,7 +83,7 @@ fn put_u64(out: &mut Vec<u8>, field: u32, v: u64) {
 }
 
 /// A message field: always written when called (the callers decide nullability).
-fn put_message(out: &mut Vec<u8>, field: u32, encode: impl FnOnce(&mut Vec<u8>)) {
+pub(super) fn put_message(out: &mut Vec<u8>, field: u32, encode: impl FnOnce(&mut Vec<u8>)) {
     let mut inner = Vec::new();
     encode(&mut inner);
     put_key(out, field, 2);
@@ -96,7 +96,7 @@ struct Reader<'a> {
 }
 
 /// One decoded field value.
-enum Value<'a> {
+pub(super) enum Value<'a> {
     Varint(u64),
     Len(&'a [u8]),
     Fixed,
@@ -155,7 +155,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn fields(buf: &[u8], mut f: impl FnMut(u64, Value<'_>) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
+pub(super) fn fields(buf: &[u8], mut f: impl FnMut(u64, Value<'_>) -> Result<(), DecodeError>) -> Result<(), DecodeError> {
     let mut r = Reader { buf };
     while let Some((field, value)) = r.next()? {
         f(field, value)?;
@@ -163,21 +163,21 @@ fn fields(buf: &[u8], mut f: impl FnMut(u64, Value<'_>) -> Result<(), DecodeErro
     Ok(())
 }
 
-fn as_len<'a>(v: Value<'a>) -> Result<&'a [u8], DecodeError> {
+pub(super) fn as_len<'a>(v: Value<'a>) -> Result<&'a [u8], DecodeError> {
     match v {
         Value::Len(b) => Ok(b),
         _ => Err(DecodeError::WireType),
     }
 }
 
-fn as_varint(v: Value<'_>) -> Result<u64, DecodeError> {
+pub(super) fn as_varint(v: Value<'_>) -> Result<u64, DecodeError> {
     match v {
         Value::Varint(x) => Ok(x),
         _ => Err(DecodeError::WireType),
     }
 }
 
-fn as_string(v: Value<'_>) -> Result<String, DecodeError> {
+pub(super) fn as_string(v: Value<'_>) -> Result<String, DecodeError> {
     String::from_utf8(as_len(v)?.to_vec()).map_err(|_| DecodeError::Utf8)
 }
 
