@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::http::client::{Client, ClientError, Outgoing};
 use crate::relay::chain::ChainHealth;
+use crate::shannon::payload::canonical_header_key;
 
 /// What the relay asks of the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct BackendCall {
     pub body: Vec<u8>,
 }
 
-/// The backend's answer, header names in Go's canonical form (`Content-Type`).
+/// The backend's answer, header names in Go's canonical form (`Content-Type`, [`canonical_header_key`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendAnswer {
     pub status: u16,
@@ -52,17 +53,6 @@ const HOP_BY_HOP: [&str; 9] = ["connection", "keep-alive", "proxy-connection", "
 
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
-
-/// Go's `http.CanonicalHeaderKey`: `content-type` → `Content-Type`.
-pub fn canonical_header(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = true;
-    for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
-        upper = c == '-';
-    }
-    out
 }
 
 /// The path and query of the gateway's URL (`POKTHTTPRequest.url`): `http://h/a/b?q` → `/a/b?q`.
@@ -124,7 +114,7 @@ pub async fn call(client: &Client, health: &ChainHealth, service_id: &str, urls:
         match client.send(out).await {
             Ok(answer) => {
                 health.record_urls("service", service_id, urls, &failed, Some(i));
-                let headers = answer.headers.into_iter().filter(|(n, _)| !is_hop_by_hop(n)).map(|(n, v)| (canonical_header(&n), v)).collect();
+                let headers = answer.headers.into_iter().filter(|(n, _)| !is_hop_by_hop(n)).map(|(n, v)| (canonical_header_key(&n), v)).collect();
                 return Ok(BackendAnswer { status: answer.status, headers, body: answer.body });
             }
             Err(e @ (ClientError::InvalidRequest(_) | ClientError::InvalidUrl(_))) => return Err(BackendError::Invalid(e.to_string())),
@@ -158,9 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn headers_are_canonical_and_hop_by_hop_ones_are_dropped() {
-        assert_eq!(canonical_header("content-type"), "Content-Type");
-        assert_eq!(canonical_header("X-REQUEST-ID"), "X-Request-Id");
+    fn hop_by_hop_headers_are_recognised() {
         assert!(is_hop_by_hop("Transfer-Encoding") && is_hop_by_hop("host") && !is_hop_by_hop("content-type"));
     }
 }
