@@ -86,7 +86,7 @@ fn failover_from_a_dead_url_and_back_to_the_one_that_answered() {
     assert!(matches!(&err, QueryError::NotFound { query, .. } if query.ends_with("/pokt1nobody")), "{err:?}");
     assert_eq!(c.attempts(), before + 1);
     // All URLs dead: a transport error naming the URL.
-    let c = client(ex, &[dead.clone()]);
+    let c = client(ex, std::slice::from_ref(&dead));
     let err = run(ex, c.latest_height()).unwrap_err();
     assert!(matches!(&err, QueryError::Transport { url, .. } if url == &dead), "{err:?}");
     assert!(FullNodeClient::new(Client::new(ex, ClientSettings::new(Duration::from_secs(1))), &[]).is_err());
@@ -123,7 +123,7 @@ fn ten_concurrent_relays_of_one_session_make_one_set_of_queries() {
     assert_eq!(info.header, h);
     assert_eq!((info.difficulty_target, info.compute_units_per_relay), ([0x7f; 32], 4));
     assert_eq!(info.params.grace_period_end_offset_blocks, 10);
-    let mut expected = vec![(app.address().to_string(), *app.pubkey()), (gw.address().to_string(), *gw.pubkey())];
+    let mut expected = [(app.address().to_string(), *app.pubkey()), (gw.address().to_string(), *gw.pubkey())];
     expected.sort();
     assert_eq!(info.ring_addresses, expected.iter().map(|e| e.0.clone()).collect::<Vec<_>>());
     assert_eq!(info.ring, expected.iter().map(|e| e.1).collect::<Vec<_>>());

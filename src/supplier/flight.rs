@@ -19,6 +19,12 @@ enum Slot<V, E> {
     Failed { error: E, until: Instant },
 }
 
+/// What a caller does after looking at the slot.
+enum Step {
+    Wait(event_listener::EventListener),
+    Fetch(Rc<Event>),
+}
+
 /// Keyed single-flight cache. `V` and `E` are cloned out to every waiter (use `Rc` for big values).
 pub(crate) struct Flight<K, V, E> {
     slots: RefCell<HashMap<K, Slot<V, E>>>,
@@ -39,29 +45,34 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Flight<K, V, E> {
     {
         let mut fetch = Some(fetch);
         loop {
-            let listener = {
+            // The borrow ends with this block: nothing below holds it across an await.
+            let step = {
                 let mut slots = self.slots.borrow_mut();
                 match slots.get(key) {
                     Some(Slot::Ready(v)) => return Ok(v.clone()),
                     Some(Slot::Failed { error, until }) if Instant::now() < *until => return Err(error.clone()),
-                    Some(Slot::Fetching(event)) => event.listen(),
+                    Some(Slot::Fetching(event)) => Step::Wait(event.listen()),
                     _ => {
                         let event = Rc::new(Event::new());
                         slots.insert(key.clone(), Slot::Fetching(event.clone()));
-                        drop(slots);
-                        let mut guard = Guard { flight: self, key: Some(key.clone()), event, outcome: None, cancelled: &cancelled };
-                        let fetch = fetch.take().expect("a caller fetches at most once");
-                        let outcome = fetch().await;
-                        guard.outcome = Some(match &outcome {
-                            Ok(v) => Slot::Ready(v.clone()),
-                            Err(e) => Slot::Failed { error: e.clone(), until: Instant::now() + fail_ttl },
-                        });
-                        drop(guard);
-                        return outcome;
+                        Step::Fetch(event)
                     }
                 }
             };
-            listener.await;
+            match step {
+                Step::Wait(listener) => listener.await,
+                Step::Fetch(event) => {
+                    let mut guard = Guard { flight: self, key: Some(key.clone()), event, outcome: None, cancelled: &cancelled };
+                    let fetch = fetch.take().expect("a caller fetches at most once");
+                    let outcome = fetch().await;
+                    guard.outcome = Some(match &outcome {
+                        Ok(v) => Slot::Ready(v.clone()),
+                        Err(e) => Slot::Failed { error: e.clone(), until: Instant::now() + fail_ttl },
+                    });
+                    drop(guard);
+                    return outcome;
+                }
+            }
         }
     }
 
