@@ -31,7 +31,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::client::{Client, ClientError, Outgoing};
+use crate::http::client::{Client, Outgoing};
 use crate::servicer::fleet::Bench;
 use crate::shannon::proto::SessionHeader;
 
@@ -287,7 +287,7 @@ impl FullNodeClient {
             let outcome = inner.http.send(Outgoing::new("GET", &format!("{}{query}", endpoint.url)).header("Accept", "application/json")).await;
             let url = endpoint.shown.clone();
             let failure = match outcome {
-                Err(e) => QueryError::Transport { url, query: query.to_string(), error: describe(&e) },
+                Err(e) => QueryError::Transport { url, query: query.to_string(), error: e.to_string() },
                 Ok(answer) if is_failover_status(answer.status) => {
                     QueryError::Status { url, query: query.to_string(), status: answer.status, body: excerpt(&answer.body) }
                 }
@@ -311,10 +311,6 @@ impl FullNodeClient {
         }
         Err(last.expect("a client has at least one URL"))
     }
-}
-
-fn describe(e: &ClientError) -> String {
-    e.to_string()
 }
 
 fn excerpt(body: &[u8]) -> String {
@@ -562,19 +558,14 @@ pub(crate) fn parse_compute_units(v: &Value) -> Result<u64, FieldError> {
     Ok(cupr)
 }
 
-/// Standard test bodies, shaped like grpc-gateway answers (also used by the simulator tests).
-#[cfg(test)]
-pub(crate) mod samples {
-    pub const APP: &str = "pokt1mrqt5f7qh8uxs27cjm9t7v9e74a9vvdnq5jva4";
-    /// The §6.2 app public key.
-    pub const APP_PUB_B64: &str = "A5eJbpsQbfcBJKhWhhzJvlL6yZgOLHoRijbBnQGYaSzF";
-}
-
 #[cfg(test)]
 mod tests {
-    use super::samples::*;
     use super::*;
     use serde_json::json;
+
+    /// The §6.2 app: address and public key (base64 of `0397896e…2cc5`).
+    const APP: &str = "pokt1mrqt5f7qh8uxs27cjm9t7v9e74a9vvdnq5jva4";
+    const APP_PUB_B64: &str = "A5eJbpsQbfcBJKhWhhzJvlL6yZgOLHoRijbBnQGYaSzF";
 
     fn ok<T>(r: Result<T, FieldError>) -> T {
         r.unwrap_or_else(|e| panic!("{e:?}"))
