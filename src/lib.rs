@@ -2,8 +2,8 @@
 //! the demo and the benchmarks. Data flows one way: `http` (server → router) → `relay`
 //! (validation → session → chain → signature) → `queue` → `servicer` (notifier → servicer API);
 //! `ops` watches and steers it, `spacemesh` is the node-service gateway, `protocol` the pure
-//! Morse protocol code, `shannon` the pure Shannon protocol core (not wired in yet), `sim` the
-//! neighbours' simulators.
+//! Morse protocol code, `shannon` the pure Shannon protocol core and `supplier` its I/O side (full-node
+//! queries and session cache; neither wired in yet), `sim` the neighbours' simulators.
 
 pub mod app;
 pub mod base64;

@@ -62,6 +62,7 @@ USAGE:
   meshd address <public-key-hex | private-key-hex>
       Print the address (and public key) of an ed25519 key.
   meshd sim servicer --config FILE | meshd sim chain [--listen ADDR] [--delay-ms N]
+  meshd sim fullnode [--config FILE] [--listen ADDR]
       Run a simulator (tests and benchmarks; prints `listening on ADDR`).
   meshd --version | --help | <command> --help
 
@@ -148,11 +149,16 @@ meshd address <public-key-hex | private-key-hex>
             "\
 meshd sim servicer --config FILE [--listen ADDR]
 meshd sim chain [--listen ADDR] [--delay-ms N]
+meshd sim fullnode [--config FILE] [--listen ADDR]
   Run a simulator on loopback; prints `listening on ADDR`, then serves until killed.
   The servicer config is JSON (docs/simulators.md): listen, auth_token, height,
   blocks_per_session, client_session_sync_allowance, client_block_sync_allowance,
   session_node_count, service_url, servicers (public keys), chains, apps
   [{public_key, chains, max_relays}], version. Unknown fields are errors.
+  The fullnode (Shannon full node REST) config is JSON too: listen, height, params,
+  services [{id, target_hash_hex, compute_units_per_relay}], applications [{address,
+  delegatee_gateway_addresses, pending_undelegations}], accounts [{address, pubkey_hex}],
+  suppliers [{operator_address, services}].
 "
         }
         _ => return None,

@@ -236,7 +236,10 @@ impl Edge {
     /// POST a relay: (status, body, Meshd-Error header).
     fn post(&self, body: &[u8], headers: &[(&str, &str)]) -> (u16, Vec<u8>, String) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(20))).build().into();
-        let mut req = agent.post(&format!("http://{}/", self.listen)).header("Content-Type", "application/json").header("Rpc-Type", "3");
+        let mut req = agent.post(&format!("http://{}/", self.listen)).header("Content-Type", "application/json");
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Rpc-Type")) {
+            req = req.header("Rpc-Type", "3");
+        }
         for (n, v) in headers {
             req = req.header(*n, *v);
         }
@@ -321,8 +324,16 @@ fn relays_are_verified_signed_mined_committed_and_handed_to_redis_streams() {
     let stats = edge.node.stats();
     assert_eq!(stats.route(meshd::sim::fullnode::ROUTE_SESSION), 1, "{stats:?}");
     let metrics = edge.scrape();
-    assert!(metrics.contains("meshd_shannon_relays_served_total{moniker=\"\"} 12") || metrics.contains("meshd_shannon_relays_served_total{moniker=\"localhost\"} 12"), "{metrics}");
-    assert!(wait_until(Duration::from_secs(5), || edge.scrape().contains("meshd_shannon_handoff_total") && edge.scrape().contains("state=\"pending\"} 0")), "{}", edge.scrape());
+    assert!(metrics.contains("meshd_shannon_relays_served_total{moniker=\"geo-mesh-node\"} 12"), "{metrics}");
+    assert!(metrics.contains("meshd_shannon_relays_mined_total{moniker=\"geo-mesh-node\"} 12"), "{metrics}");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let m = edge.scrape();
+            m.contains("meshd_shannon_handoff_total{moniker=\"geo-mesh-node\"} 12") && m.contains("meshd_shannon_queue_relays{moniker=\"geo-mesh-node\",state=\"pending\"} 0")
+        }),
+        "{}",
+        edge.scrape()
+    );
 }
 
 #[test]
@@ -363,7 +374,8 @@ fn bad_relays_get_clear_refusals_and_nothing_is_queued() {
     assert_eq!((status, error.contains("RelayRequest protobuf")), (400, true), "{error}");
     let mut wrong = header.clone();
     wrong.session_id = "ab".repeat(32);
-    let (status, _, error) = edge.post(&edge.relay(0, &wrong), &[]);
+    let stale = edge.relay(0, &wrong);
+    let (status, _, error) = edge.post(&stale, &[]);
     assert_eq!((status, error.contains("session")), (400, true), "{error}");
     let (status, _, error) = edge.post(&good, &[("Rpc-Type", "2")]);
     assert_eq!((status, error.contains("websocket")), (501, true), "{error}");
@@ -371,7 +383,8 @@ fn bad_relays_get_clear_refusals_and_nothing_is_queued() {
     // After the grace period the session is over.
     edge.node.advance(header.session_end_block_height - edge.node.height() + 11);
     std::thread::sleep(Duration::from_millis(400));
-    let (status, _, error) = edge.post(&edge.relay(0, &header), &[]);
+    let late = edge.relay(0, &header);
+    let (status, _, error) = edge.post(&late, &[]);
     assert_eq!((status, error.contains("grace")), (400, true), "{error}\n{}", edge.log_tail());
 
     assert!(wait_until(Duration::from_secs(5), || edge.streamed().len() == 1), "only the one good relay is handed off: {:?}", edge.streamed());
@@ -390,7 +403,8 @@ fn relays_above_the_difficulty_target_are_served_but_not_handed_off() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(edge.streamed().is_empty(), "no relay beats an all-zero target");
     let metrics = edge.scrape();
-    assert!(metrics.contains("meshd_shannon_relays_mined_total") && metrics.contains("state=\"pending\"} 0"), "{metrics}");
+    assert!(metrics.contains("meshd_shannon_relays_mined_total{moniker=\"geo-mesh-node\"} 0"), "{metrics}");
+    assert!(metrics.contains("meshd_shannon_relays_served_total{moniker=\"geo-mesh-node\"} 5"), "{metrics}");
 }
 
 /// The crash suite: Redis goes away and comes back while relays are served, meshd is

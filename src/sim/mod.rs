@@ -7,6 +7,7 @@
 //! `listening on 127.0.0.1:PORT`, then serves until the process is killed.
 
 pub mod chain;
+pub mod fullnode;
 pub(crate) mod http;
 pub mod node_service;
 pub mod servicer;
@@ -14,6 +15,7 @@ pub mod servicer;
 pub(crate) mod testkit;
 
 pub use chain::{start_chain, ChainHandle, ChainSimConfig, ChainStats};
+pub use fullnode::{start_fullnode, FullNodeSim, FullNodeSimConfig, FullNodeStats};
 pub use servicer::{start_servicer, ServicerSimConfig, ServicerStats, SimApp, SimControl, SimHandle, SimMode};
 
 use std::io::Write;
@@ -21,6 +23,7 @@ use std::io::Write;
 const USAGE: &str = "usage:
   meshd sim servicer --config FILE [--listen ADDR]
   meshd sim chain [--listen ADDR] [--delay-ms N]
+  meshd sim fullnode [--config FILE] [--listen ADDR]
 Prints `listening on ADDR` once bound, then serves until killed.";
 
 /// Entry point for `meshd sim <args>` (`args` excludes `meshd sim`); returns the exit code.
@@ -45,12 +48,14 @@ fn run(args: Vec<String>) -> Result<(), String> {
             return Ok(());
         }
         Some(other) => return Err(other.unexpected().to_string()),
-        None => return Err("missing simulator kind (servicer or chain)".into()),
+        None => return Err("missing simulator kind (servicer, chain or fullnode)".into()),
     };
     let (mut config, mut listen, mut delay_ms) = (None::<String>, None::<String>, None::<u64>);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("config") if kind == "servicer" => config = Some(p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?),
+            Long("config") if kind == "servicer" || kind == "fullnode" => {
+                config = Some(p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?)
+            }
             Long("listen") => listen = Some(p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?),
             Long("delay-ms") if kind == "chain" => delay_ms = Some(p.value().map_err(|e| e.to_string())?.parse().map_err(|e| format!("--delay-ms: {e}"))?),
             Long("help") | Short('h') => {
@@ -84,7 +89,20 @@ fn run(args: Vec<String>) -> Result<(), String> {
             std::mem::forget(h);
             addr
         }
-        other => return Err(format!("unknown simulator {other:?} (expected servicer or chain)")),
+        "fullnode" => {
+            let mut cfg = match &config {
+                Some(path) => FullNodeSimConfig::load(path)?,
+                None => FullNodeSimConfig::default(),
+            };
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let h = start_fullnode(cfg).map_err(|e| format!("starting full-node simulator: {e}"))?;
+            let addr = h.addr();
+            std::mem::forget(h);
+            addr
+        }
+        other => return Err(format!("unknown simulator {other:?} (expected servicer, chain or fullnode)")),
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}").and_then(|_| out.flush()).map_err(|e| format!("stdout: {e}"))?;
@@ -112,6 +130,9 @@ mod tests {
         assert_eq!(run_cli(args(&["chain", "--delay-ms", "soon"])), 2);
         assert_eq!(run_cli(args(&["chain", "--config", "x"])), 2, "--config is servicer-only");
         assert_eq!(run_cli(args(&["chain", "--listen", "0.0.0.0:0"])), 2, "loopback only");
+        assert_eq!(run_cli(args(&["fullnode", "--config", "/nonexistent/fullnode.json"])), 2);
+        assert_eq!(run_cli(args(&["fullnode", "--delay-ms", "5"])), 2, "--delay-ms is chain-only");
+        assert_eq!(run_cli(args(&["fullnode", "--listen", "0.0.0.0:0"])), 2, "loopback only");
         assert_eq!(run_cli(args(&["--help"])), 0);
     }
 }

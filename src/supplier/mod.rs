@@ -8,14 +8,24 @@
 //! Redis streams.
 //!
 //! Flow of one relay: [`relay`] (checks, backend, sign, mine, commit) → [`mined_queue`] →
-//! [`handoff`] → Redis → pocket-relay-miner's miners.
+//! [`handoff`] → Redis → pocket-relay-miner's miners. Around it:
+//! - [`fullnode`]: the full node's REST (grpc-gateway) queries over a list of URLs with
+//!   failover (§3.4);
+//! - [`sessions`]: the per-session chain view a relay is checked against (header, suppliers,
+//!   ring, params, difficulty, CUPR), one set of queries per session (§2.1, §3.1, §4);
+//! - [`height`]: the polled current height; `flight`: the single-flight cache of [`sessions`];
+//! - [`backend`]: the service call; [`resp`]: the Redis client of the hand-off; [`metrics`].
 
 pub mod backend;
+pub(crate) mod flight;
+pub mod fullnode;
 pub mod handoff;
+pub mod height;
 pub mod metrics;
 pub mod mined_queue;
 pub mod relay;
 pub mod resp;
+pub mod sessions;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};

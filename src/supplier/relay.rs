@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
-use super::backend::{self, BackendCall};
+use super::backend;
 use super::sessions::SessionError;
 use super::Edge;
 use crate::http::server::{Request, Response};
