@@ -60,7 +60,9 @@ USAGE:
   meshd queue salvage --datadir DIR [--config FILE] [--to NEWDIR]
       Copy every readable record of a damaged queue into a fresh queue and report the rest.
   meshd address <public-key-hex | private-key-hex>
-      Print the address (and public key) of an ed25519 key.
+      Print the address (and public key) of an ed25519 key (Morse).
+  meshd address --shannon <private-key-hex | compressed-public-key-hex>
+      Print the pokt1… address (and public key) of a secp256k1 supplier operator key.
   meshd sim servicer --config FILE | meshd sim chain [--listen ADDR] [--delay-ms N]
   meshd sim fullnode [--config FILE] [--listen ADDR]
       Run a simulator (tests and benchmarks; prints `listening on ADDR`).
@@ -143,6 +145,9 @@ meshd queue salvage --datadir DIR [--config FILE] [--to NEWDIR]
             "\
 meshd address <public-key-hex | private-key-hex>
   Print the address and public key of an ed25519 key (64 hex public, or 128 hex private key).
+meshd address --shannon <private-key-hex | compressed-public-key-hex>
+  Print the pokt1… address and compressed public key of a secp256k1 supplier operator key
+  (64 hex private key, as in the supplier keys file, or 66 hex compressed public key).
 "
         }
         "sim" => {
@@ -541,10 +546,28 @@ fn cmd_queue_salvage_walk(args: Vec<OsString>) -> Result<i32, Failure> {
 }
 
 fn cmd_address(args: Vec<OsString>) -> Result<i32, Failure> {
-    let [key] = args.as_slice() else {
-        return Err(format!("address takes exactly one hex key\n\n{USAGE}").into());
+    let (shannon, key) = match args.as_slice() {
+        [key] => (false, key),
+        [flag, key] if flag == "--shannon" => (true, key),
+        _ => return Err(format!("address takes one hex key, optionally after --shannon\n\n{USAGE}").into()),
     };
     let key = key.to_str().ok_or("the key must be hex text")?.trim();
+    if shannon {
+        // A Shannon supplier operator key (supplier_keys_file) or a compressed public key.
+        let public = match key.len() {
+            64 => *meshd::shannon::keys::OperatorKey::from_hex(key).map_err(|e| format!("secp256k1 private key: {e}"))?.pubkey(),
+            66 => {
+                let mut public = [0u8; 33];
+                hex::decode_to_slice(key, &mut public).map_err(|e| format!("public key: invalid hex: {e}"))?;
+                meshd::shannon::keys::parse_pubkey(&public).map_err(|e| format!("public key: {e}"))?;
+                public
+            }
+            n => return Err(format!("expected a 64-hex secp256k1 private key or a 66-hex compressed public key, got {n} characters").into()),
+        };
+        println!("address    {}", meshd::shannon::keys::address_of(&public));
+        println!("public_key {}", hex::encode(public));
+        return Ok(0);
+    }
     let public = match key.len() {
         64 => {
             let mut public = [0u8; 32];
@@ -552,7 +575,7 @@ fn cmd_address(args: Vec<OsString>) -> Result<i32, Failure> {
             public
         }
         128 => protocol::KeyPair::from_hex(key).map_err(|e| format!("private key: {e}"))?.public_bytes(),
-        n => return Err(format!("expected a 64-hex public key or a 128-hex private key, got {n} characters").into()),
+        n => return Err(format!("expected a 64-hex public key or a 128-hex private key, got {n} characters (a Shannon key: add --shannon)").into()),
     };
     println!("address    {}", hex::encode(protocol::address_of(&public)));
     println!("public_key {}", hex::encode(public));

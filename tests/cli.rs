@@ -171,3 +171,19 @@ fn check_config_probe_reports_each_servicer_url_and_chain_endpoint() {
     assert!(stdout.contains("check FAILED") && stdout.contains("HTTP 401"), "{stdout}");
     assert!(!stdout.contains(stale) && !stderr.contains(stale), "the token was printed:\n{stdout}\n{stderr}");
 }
+
+/// The §6.2 vector of shannon-relay.md (the app key of pocket-relay-miner's published
+/// examples): a supplier operator runner checks the address of a key before staking with it.
+#[test]
+fn address_shannon_prints_the_pokt_address_of_a_private_or_public_key() {
+    let (code, stdout, stderr) = meshd(&["address", "--shannon", "2d00ef074d9b51e46886dc9a1df11e7b986611d0f336bdcf1f0adce3e037ec0a"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("address    pokt1mrqt5f7qh8uxs27cjm9t7v9e74a9vvdnq5jva4"), "{stdout}");
+    let public = stdout.lines().find_map(|l| l.strip_prefix("public_key ")).unwrap().to_string();
+    assert_eq!(public.len(), 66);
+    let (code, again, _) = meshd(&["address", "--shannon", &public]);
+    assert_eq!((code, again), (0, stdout));
+    let (code, _, stderr) = meshd(&["address", "--shannon", "abcd"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("64-hex secp256k1 private key"), "{stderr}");
+}
