@@ -136,7 +136,11 @@ impl Edge {
         let gateway = key(0x51, 0);
         let node = start_fullnode(FullNodeSimConfig {
             services: vec![SimService { id: SERVICE.into(), target_hash_hex: target_hash_hex.into(), compute_units_per_relay: 7 }],
-            applications: vec![SimApplication { address: app.address().into(), delegatee_gateway_addresses: vec![gateway.address().into()], ..Default::default() }],
+            applications: vec![SimApplication {
+                address: app.address().into(),
+                delegatee_gateway_addresses: vec![gateway.address().into()],
+                ..Default::default()
+            }],
             accounts: [&app, &gateway].iter().map(|k| SimAccount { address: k.address().into(), pubkey_hex: Some(hex::encode(k.pubkey())) }).collect(),
             suppliers: supplier_keys.iter().map(|k| SimSupplier { operator_address: k.address().into(), services: vec![SERVICE.into()] }).collect(),
             ..FullNodeSimConfig::default()
@@ -165,10 +169,28 @@ impl Edge {
             "shannon": shannon,
         });
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let keys: Vec<String> = supplier_keys.iter().map(|k| hex::encode(k.signing_key().to_bytes())).collect();
-        std::fs::write(dir.join("supplier_keys.json"), serde_json::to_vec(&keys).unwrap()).unwrap();
         let log = dir.join("meshd.log");
-        Edge { dir, listen, metrics_port, child: None, log, node, _backend: backend, redis, suppliers: supplier_keys, app, gateway, entropy: 0 }
+        let edge = Edge { dir, listen, metrics_port, child: None, log, node, _backend: backend, redis, suppliers: supplier_keys, app, gateway, entropy: 0 };
+        edge.write_keys(&(0..suppliers).collect::<Vec<_>>());
+        edge
+    }
+
+    /// Write the supplier keys file with the keys of these suppliers (atomically, as an operator's
+    /// tooling would).
+    fn write_keys(&self, which: &[usize]) {
+        let keys: Vec<String> = which.iter().map(|&i| hex::encode(self.suppliers[i].signing_key().to_bytes())).collect();
+        let tmp = self.dir.join("supplier_keys.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&keys).unwrap()).unwrap();
+        std::fs::rename(tmp, self.dir.join("supplier_keys.json")).unwrap();
+    }
+
+    fn sighup(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn start(&mut self) {
@@ -258,7 +280,11 @@ impl Edge {
         assert_eq!(status, 200, "{error}\n{}", self.log_tail());
         let answer = check_relay_response(&body, self.suppliers[supplier].pubkey()).expect("a supplier-signed response");
         assert_eq!(answer.status_code, 200);
-        assert!(String::from_utf8_lossy(&answer.body).contains("\"result\":\"0x"), "the backend's JSON-RPC answer is wrapped: {:?}", String::from_utf8_lossy(&answer.body));
+        assert!(
+            String::from_utf8_lossy(&answer.body).contains("\"result\":\"0x"),
+            "the backend's JSON-RPC answer is wrapped: {:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
         Relay { req: Some(RelayRequest::decode(&request).unwrap()), res: Some(RelayResponse::decode(&body).unwrap()) }.hash()
     }
 
@@ -310,7 +336,10 @@ fn relays_are_verified_signed_mined_committed_and_handed_to_redis_streams() {
         for m in messages {
             assert_eq!(m.supplier_operator_address, edge.suppliers[i].address());
             assert_eq!((m.service_id.as_str(), m.application_address.as_str()), (SERVICE, edge.app.address()));
-            assert_eq!((m.session_id.as_str(), m.session_start_height, m.session_end_height), (header.session_id.as_str(), header.session_start_block_height, header.session_end_block_height));
+            assert_eq!(
+                (m.session_id.as_str(), m.session_start_height, m.session_end_height),
+                (header.session_id.as_str(), header.session_start_block_height, header.session_end_block_height)
+            );
             assert_eq!(m.compute_units_per_relay, 7, "CUPR at the session start");
             assert_eq!(m.relay_hash, meshd::shannon::mining::relay_hash(&m.relay_bytes).to_vec(), "relay_hash is SHA-256 of relay_bytes");
             let relay = Relay::decode(&m.relay_bytes).unwrap();
@@ -329,7 +358,8 @@ fn relays_are_verified_signed_mined_committed_and_handed_to_redis_streams() {
     assert!(
         wait_until(Duration::from_secs(5), || {
             let m = edge.scrape();
-            m.contains("meshd_shannon_handoff_total{moniker=\"geo-mesh-node\"} 12") && m.contains("meshd_shannon_queue_relays{moniker=\"geo-mesh-node\",state=\"pending\"} 0")
+            m.contains("meshd_shannon_handoff_total{moniker=\"geo-mesh-node\"} 12")
+                && m.contains("meshd_shannon_queue_relays{moniker=\"geo-mesh-node\",state=\"pending\"} 0")
         }),
         "{}",
         edge.scrape()
@@ -362,7 +392,8 @@ fn bad_relays_get_clear_refusals_and_nothing_is_queued() {
     let stranger = key(0x61, 0);
     let payload = POKTHTTPRequest::new("POST", "/", [("Content-Type", "application/json")], b"{}".to_vec());
     let ring = [*stranger.pubkey(), *edge.app.pubkey()];
-    let forged = build_relay_request(&header, edge.suppliers[0].address(), &stranger, &ring, &payload, &mut meshd::shannon::ring_sign::seeded_fill(b"x")).unwrap();
+    let forged =
+        build_relay_request(&header, edge.suppliers[0].address(), &stranger, &ring, &payload, &mut meshd::shannon::ring_sign::seeded_fill(b"x")).unwrap();
     let (status, _, error) = edge.post(&forged, &[]);
     assert_eq!((status, error.contains("ring")), (401, true), "{error}");
 
@@ -451,4 +482,32 @@ fn redis_outages_and_sigkill_lose_no_answered_relay_and_add_none_twice() {
         assert_eq!(streamed.get(h), Some(&1), "relay {} must be in its stream exactly once", hex::encode(h));
     }
     assert!(edge.log_tail().contains("event=shannon_ready"), "{}", edge.log_tail());
+}
+
+#[test]
+fn supplier_keys_reload_adds_suppliers_and_a_broken_file_keeps_the_running_set() {
+    let mut edge = Edge::new("reload", 2, &"ff".repeat(32), json!({}));
+    edge.write_keys(&[0]);
+    edge.start();
+    let header = edge.header();
+    edge.serve(0, &header);
+    let not_yet = edge.relay(1, &header);
+    let (status, _, error) = edge.post(&not_yet, &[]);
+    assert_eq!(status, 404, "{error}");
+
+    edge.write_keys(&[0, 1]);
+    edge.sighup();
+    assert!(wait_until(Duration::from_secs(10), || edge.log_text().contains("event=supplier_keys_reloaded")), "{}", edge.log_tail());
+    edge.serve(1, &header);
+
+    // A broken entry: refused with the file and entry named, the running set keeps serving.
+    std::fs::write(edge.dir.join("supplier_keys.json"), format!("[\"{}\", \"not-a-key\"]", hex::encode(edge.suppliers[0].signing_key().to_bytes()))).unwrap();
+    edge.sighup();
+    assert!(wait_until(Duration::from_secs(10), || edge.log_text().contains("event=reload_failed kind=supplier_keys")), "{}", edge.log_tail());
+    let line = edge.log_text().lines().find(|l| l.contains("kind=supplier_keys")).unwrap().to_string();
+    assert!(line.contains("supplier_keys.json") && line.contains("[1]"), "{line}");
+    edge.serve(1, &header);
+    edge.serve(0, &header);
+    assert!(wait_until(Duration::from_secs(10), || edge.streamed().len() == 4), "{:?}", edge.streamed());
+    assert!(!edge.log_text().contains("kind=keys"), "no Pocket keys file is expected on a Shannon-only host:\n{}", edge.log_tail());
 }

@@ -79,6 +79,9 @@ pub struct Reloader {
     remote_names_url: String,
     keys: RefCell<Files>,
     chains: RefCell<Files>,
+    /// The Shannon supplier keys file (`shannon.supplier_keys_file`), when Shannon mode is on.
+    supplier_keys_path: Option<PathBuf>,
+    supplier_keys: RefCell<Files>,
     names: RefCell<Option<Outcome>>,
     /// Last good remote name map: a failed fetch keeps using it.
     remote_names: RefCell<BTreeMap<String, String>>,
@@ -96,6 +99,8 @@ impl Reloader {
             remote_names_url: s.remote_chains_name_map.clone(),
             keys: RefCell::default(),
             chains: RefCell::default(),
+            supplier_keys_path: loaded.shannon.as_ref().map(|sh| loaded.resolve(&sh.supplier_keys_file)),
+            supplier_keys: RefCell::default(),
             names: RefCell::default(),
             remote_names: RefCell::default(),
             chains_lock: smol::lock::Mutex::new(()),
@@ -136,6 +141,7 @@ impl Reloader {
             "keys": show(&self.keys.borrow().last),
             "chains": show(&self.chains.borrow().last),
             "chain_names": show(&self.names.borrow()),
+            "supplier_keys": show(&self.supplier_keys.borrow().last),
         })
     }
 }
@@ -156,6 +162,7 @@ pub async fn reload_loop(app: Rc<App>, ex: &'static smol::LocalExecutor<'static>
         if app.reload.handle.take() {
             log::info!("event=reload_requested");
             reload_keys(&app, ex, "request").await;
+            reload_supplier_keys(&app, "request").await;
             reload_chains(&app, "request").await;
             continue;
         }
@@ -172,6 +179,7 @@ pub async fn reload_loop(app: Rc<App>, ex: &'static smol::LocalExecutor<'static>
         if let (Some(at), Some(d)) = (next_keys, keys_every) {
             if at <= now {
                 reload_keys(&app, ex, "interval").await;
+                reload_supplier_keys(&app, "interval").await;
                 next_keys = Some(Instant::now() + d);
             }
         }
@@ -299,6 +307,10 @@ fn accept(files: &RefCell<Files>, bytes: Vec<u8>, message: String) {
 /// Re-read the keys file and apply the difference. `trigger`: "interval" or "request".
 pub async fn reload_keys(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static>, trigger: &str) {
     let reloader = &app.reload;
+    // A Spacemesh- or Shannon-only host has no Pocket keys file (config/mod.rs `pocket_optional`).
+    if app.fleet().nodes.is_empty() && (app.spacemesh.borrow().is_some() || app.shannon.borrow().is_some()) && !reloader.keys_path.exists() {
+        return;
+    }
     let read = read_and_parse(&reloader.keys, &reloader.keys_path, trigger != "interval", keys::parse_keys, crate::config::file::KEYS_FILE_LIMIT).await;
     let (entries, bytes) = match read {
         Read::Unchanged | Read::StillBroken => return,
@@ -347,6 +359,38 @@ pub async fn reload_keys(app: &Rc<App>, ex: &'static smol::LocalExecutor<'static
     }
 }
 
+/// Re-read the Shannon supplier keys file and swap in the new set (added suppliers serve at
+/// once; a removed supplier's mined relays stay queued and are still handed off: the stream is
+/// per supplier, the hand-off needs no key).
+pub async fn reload_supplier_keys(app: &Rc<App>, trigger: &str) {
+    let (Some(path), Some(edge)) = (app.reload.supplier_keys_path.clone(), app.shannon.borrow().clone()) else { return };
+    let files = &app.reload.supplier_keys;
+    let read = read_and_parse(files, &path, trigger != "interval", crate::config::shannon::parse_supplier_keys, crate::config::shannon::KEYS_FILE_LIMIT).await;
+    match read {
+        Read::Unchanged | Read::StillBroken => {}
+        Read::Broken(error, bytes) => {
+            let keeping = format!("the previous {} suppliers", edge.supplier_addresses().len());
+            refuse(app, files, "supplier_keys", trigger, error, bytes, keeping);
+        }
+        Read::Parsed(keys, bytes) => {
+            let before = edge.supplier_addresses();
+            let mut after: Vec<String> = keys.iter().map(|k| k.address().to_string()).collect();
+            after.sort();
+            if before == after {
+                accept(files, bytes, format!("unchanged: {} suppliers", after.len()));
+                return;
+            }
+            let added: Vec<&String> = after.iter().filter(|a| !before.contains(a)).collect();
+            let removed: Vec<&String> = before.iter().filter(|a| !after.contains(a)).collect();
+            let message = format!("{} suppliers; added {added:?}, removed {removed:?}", after.len());
+            edge.set_keys(&keys);
+            Counters::inc(&app.counters.reloads);
+            log::info!("event=supplier_keys_reloaded trigger={trigger} {message}");
+            accept(files, bytes, message);
+        }
+    }
+}
+
 /// Count queued relays whose servicer no node owns any more (they wait for it to come back).
 async fn log_orphans(app: &App, fleet: &crate::servicer::fleet::Fleet) {
     let store = app.queue.store().clone();
@@ -373,6 +417,10 @@ pub async fn reload_chains(app: &Rc<App>, trigger: &str) {
     {
         let reloader = &app.reload;
         let _guard = reloader.chains_lock().await;
+        let pocket_absent = app.chains().len() == 0 && (app.spacemesh.borrow().is_some() || app.shannon.borrow().is_some());
+        if pocket_absent && !reloader.chains_path.exists() {
+            return reload_names(app).await;
+        }
         match read_and_parse(&reloader.chains, &reloader.chains_path, trigger != "interval", chains::parse_chains, crate::config::file::CONFIG_FILE_LIMIT).await
         {
             Read::Unchanged | Read::StillBroken => {}

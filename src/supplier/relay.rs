@@ -121,12 +121,21 @@ pub fn refusal_response(refusal: &Refusal, header: Option<&SessionHeader>) -> Re
     let res = RelayResponse {
         meta: RelayResponseMetadata { session_header: header.cloned(), supplier_operator_signature: Vec::new() },
         payload: text.as_bytes().to_vec(),
-        relay_miner_error: Some(RelayMinerError { codespace: CODESPACE.into(), code: refusal.code(), description: refusal.reason().into(), message: text.clone() }),
+        relay_miner_error: Some(RelayMinerError {
+            codespace: CODESPACE.into(),
+            code: refusal.code(),
+            description: refusal.reason().into(),
+            message: text.clone(),
+        }),
         payload_hash: None,
     };
     // Header values cannot carry control characters.
     let shown: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    Response { status: refusal.status(), headers: vec![("Content-Type".into(), "application/x-protobuf".into()), ("Meshd-Error".into(), shown)], body: res.encode() }
+    Response {
+        status: refusal.status(),
+        headers: vec![("Content-Type".into(), "application/x-protobuf".into()), ("Meshd-Error".into(), shown)],
+        body: res.encode(),
+    }
 }
 
 /// The listener's entry point.
@@ -184,7 +193,7 @@ async fn handle(edge: &Edge, req: &Request) -> Result<Served, Refused> {
     let supplier = relay_req.meta.supplier_operator_address.clone();
     let key = edge.key(&supplier).ok_or_else(|| refuse(Refusal::UnknownSupplier(supplier.clone())))?;
     let service = edge.settings.services.get(&header.service_id).ok_or_else(|| refuse(Refusal::UnknownService(header.service_id.clone())))?;
-    let height = edge.sessions.height().get().ok_or_else(|| refuse(Refusal::ChainUnavailable("no block height from any full node yet".into())))?;
+    let height = current_height(edge).await.map_err(refuse)?;
     session::heights_plausible(&header, height).map_err(|e| refuse(Refusal::BadRequest(e.to_string())))?;
 
     // One query set per session; the lookup compares all five header fields (§3.1 item 3) and
@@ -245,5 +254,19 @@ fn session_refusal(e: SessionError) -> Refusal {
         SessionError::HeaderMismatch(_) | SessionError::SupplierNotInSession { .. } => Refusal::SessionMismatch(e.to_string()),
         SessionError::Query(q) if !q.is_transient() => Refusal::SessionMismatch(q.to_string()),
         SessionError::Query(_) | SessionError::FetchCancelled => Refusal::ChainUnavailable(e.to_string()),
+    }
+}
+
+/// The polled height; right after start, before the first poll answered, one query now.
+async fn current_height(edge: &Edge) -> Result<i64, Refusal> {
+    if let Some(h) = edge.sessions.height().get() {
+        return Ok(h);
+    }
+    match edge.sessions.client().latest_height().await {
+        Ok(h) => {
+            edge.sessions.height().set(h);
+            Ok(h)
+        }
+        Err(e) => Err(Refusal::ChainUnavailable(format!("no block height from any full node yet: {e}"))),
     }
 }
