@@ -375,8 +375,10 @@ impl Store {
     /// caller never sees half of it committed.
     pub fn apply(&self, ops: &[WriteOp]) -> Result<Vec<WriteResult>, String> {
         let mut seq_guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seq = *seq_guard;
         let mut wtxn = self.env.write_txn().map_err(|e| self.lmdb(e))?;
+        // Another process (`meshd queue replay-dead` while the daemon runs) may have taken
+        // sequence numbers since this one last committed: never hand one out twice.
+        let mut seq = (*seq_guard).max(self.meta.get(&wtxn, "next_seq").map_err(|e| self.lmdb(e))?.unwrap_or(0));
         let mut used = self.used_bytes(&wtxn).map_err(|e| self.lmdb(e))?;
         let limit = self.admission_limit();
         let mut results = Vec::with_capacity(ops.len());
@@ -706,6 +708,27 @@ mod tests {
             WriteResult::Appended(k) => *k,
             other => panic!("expected Appended, got {other:?}"),
         }
+    }
+
+    /// The daemon and `meshd queue replay-dead` (another process) each hold a `Store` on one
+    /// queue: a sequence number the other process took (its record and `next_seq` committed
+    /// behind this store's back, written here by hand) is never handed out again — a reuse would
+    /// overwrite a pending relay of the same servicer.
+    #[test]
+    fn a_sequence_number_taken_by_another_process_is_not_reused() {
+        let dir = temp_dir("two-writers");
+        let store = Store::open(&dir, 16, Durability::Async).unwrap();
+        appended(&store.apply(&[WriteOp::Append(relay(1, 1, 101, 10))]).unwrap()[0]);
+        let taken = *store.next_seq.lock().unwrap();
+        {
+            let mut wtxn = store.env.write_txn().unwrap();
+            store.pending.put(&mut wtxn, &pending_key(&[1; 20], taken), &relay(1, 2, 101, 10).encode()).unwrap();
+            store.meta.put(&mut wtxn, "next_seq", &(taken + 1)).unwrap();
+            wtxn.commit().unwrap();
+        }
+        let key = appended(&store.apply(&[WriteOp::Append(relay(1, 3, 101, 10))]).unwrap()[0]);
+        assert_ne!(key, pending_key(&[1; 20], taken));
+        assert_eq!(store.stats().unwrap().pending, 3, "no relay was overwritten");
     }
 
     #[test]
