@@ -56,7 +56,8 @@ USAGE:
   meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADDRESS]
       Inspect the durable relay queue (safe while the daemon runs), summarise dead letters
       by servicer and reason (`dead --limit N` lists the oldest N, `dead --show ID` one in
-      full), or move dead letters back to pending. Needs no keys or token file.
+      full), or move dead letters back to pending (`replay-dead --shannon`: the Shannon
+      mined relays instead). Needs no keys or token file.
   meshd queue salvage --datadir DIR [--config FILE] [--to NEWDIR]
       Copy every readable record of a damaged queue into a fresh queue and report the rest.
   meshd address <public-key-hex | private-key-hex>
@@ -130,6 +131,8 @@ meshd queue stats|dead|replay-dead --datadir DIR [--config FILE] [--servicer ADD
   dead         dead letters with their reasons
   replay-dead  move dead letters back to pending (e.g. after fixing the servicer)
   --servicer restricts dead and replay-dead to one 40-hex address. Safe while meshd runs.
+  Shannon mode: stats and dead include the mined relays waiting for (or refused by) the Redis
+  hand-off; `replay-dead --shannon` moves the refused ones back to pending.
 
 meshd queue salvage --datadir DIR [--config FILE] [--to NEWDIR]
   For a damaged queue file (exit 3): copy every readable record (pending relays, dead letters,
@@ -453,6 +456,7 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
     // Peel off --servicer, --limit and --show; leave the rest to the data-dir parser.
     let mut rest = Vec::new();
     let mut servicer = None;
+    let mut shannon = false;
     let (mut limit, mut show) = (None, None);
     let mut iter = args[1..].iter();
     while let Some(arg) = iter.next() {
@@ -461,6 +465,8 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
             let mut address = [0u8; 20];
             hex::decode_to_slice(value.trim(), &mut address).map_err(|e| format!("--servicer {value:?}: not a 40-hex address: {e}"))?;
             servicer = Some(address);
+        } else if arg == "--shannon" {
+            shannon = true;
         } else if arg == "--limit" || arg == "--show" {
             let name = arg.to_string_lossy().into_owned();
             let value = iter.next().and_then(|v| v.to_str()).ok_or_else(|| format!("{name} needs a number"))?;
@@ -478,6 +484,8 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
     let command = match command {
         cli::Command::Dead { .. } => cli::Command::Dead { limit, show, datadir: args.datadir.display().to_string() },
         _ if limit.is_some() || show.is_some() => return Err("--limit and --show apply to `meshd queue dead` only".into()),
+        cli::Command::ReplayDead if shannon => cli::Command::ReplayDeadShannon,
+        _ if shannon => return Err("--shannon applies to `meshd queue replay-dead` only".into()),
         other => other,
     };
     // Settings only: the queue commands need neither the keys file nor the token files.
@@ -485,7 +493,7 @@ fn cmd_queue(args: Vec<OsString>) -> Result<i32, Failure> {
     let dir = config::resolve_in(&data_dir, &s.relay_queue_dir);
     // Reading commands open read-only and never create a queue where there is none.
     let mode = match command {
-        cli::Command::ReplayDead => {
+        cli::Command::ReplayDead | cli::Command::ReplayDeadShannon => {
             if !dir.join("data.mdb").is_file() {
                 return Err(Failure::queue(meshd::queue::QueueFault::NoQueue { dir }));
             }

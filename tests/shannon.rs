@@ -511,3 +511,37 @@ fn supplier_keys_reload_adds_suppliers_and_a_broken_file_keeps_the_running_set()
     assert!(wait_until(Duration::from_secs(10), || edge.streamed().len() == 4), "{:?}", edge.streamed());
     assert!(!edge.log_text().contains("kind=keys"), "no Pocket keys file is expected on a Shannon-only host:\n{}", edge.log_tail());
 }
+
+/// Redis refuses a relay (its supplier's stream key holds a string): retried with backoff, then
+/// a dead letter that `meshd queue dead` shows and `meshd queue replay-dead --shannon` sends
+/// again once the key is fixed. The refused attempts leave no dedup mark behind.
+#[test]
+fn a_relay_redis_refuses_becomes_a_dead_letter_and_replays() {
+    let mut edge = Edge::new("dead", 1, &"ff".repeat(32), json!({"handoff_retry_wait_max": 200}));
+    let stream = format!("ha:relays:{}", edge.suppliers[0].address());
+    let mut redis = edge.redis.connect().unwrap();
+    assert_eq!(redis.command(&[b"SET", stream.as_bytes(), b"not a stream"]).unwrap(), Reply::Status("OK".into()));
+    edge.start();
+    let header = edge.header();
+    let hash = edge.serve(0, &header);
+    let queue = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshd")).args(args).arg("--datadir").arg(&edge.dir).output().unwrap();
+        assert!(out.status.success(), "meshd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || queue(&["queue", "dead"]).contains(&hex::encode(hash))),
+        "{}\n{}",
+        queue(&["queue", "dead"]),
+        edge.log_tail()
+    );
+    let dead = queue(&["queue", "dead"]);
+    assert!(dead.contains("WRONGTYPE") && dead.contains("replay-dead") && dead.contains("--shannon"), "{dead}");
+    assert!(queue(&["queue", "stats"]).contains("shannon      pending=0 dead=1"), "{}", queue(&["queue", "stats"]));
+    assert!(edge.log_text().contains("event=shannon_handoff_refused"), "{}", edge.log_tail());
+
+    assert_eq!(redis.command(&[b"DEL", stream.as_bytes()]).unwrap(), Reply::Integer(1));
+    assert!(queue(&["queue", "replay-dead", "--shannon"]).contains("1 dead Shannon mined relay(s) moved back to pending"));
+    assert!(wait_until(Duration::from_secs(10), || edge.streamed().get(&hash) == Some(&1)), "{:?}\n{}", edge.streamed(), edge.log_tail());
+    assert!(queue(&["queue", "stats"]).contains("shannon      pending=0 dead=0"));
+}

@@ -22,6 +22,8 @@ pub enum Command {
         datadir: String,
     },
     ReplayDead,
+    /// `replay-dead --shannon`: the Shannon mined relays the hand-off gave up on.
+    ReplayDeadShannon,
 }
 
 /// Dead letters of one servicer and one cause.
@@ -107,6 +109,9 @@ pub fn run(store: &Store, command: Command, servicer: Option<[u8; 20]>) -> Resul
                 st.map_bytes >> 10,
                 st.admission_limit_bytes >> 10
             );
+            if let Some(c) = crate::supplier::mined_queue::cli_counts(store)? {
+                let _ = writeln!(out, "shannon      pending={} dead={} served_requests_remembered={}", c.pending, c.dead, c.seen);
+            }
             let filter = servicer.map(hex::encode);
             for (address, count) in store.pending_by_servicer()? {
                 if filter.as_ref().is_none_or(|f| *f == address) {
@@ -171,6 +176,28 @@ pub fn run(store: &Store, command: Command, servicer: Option<[u8; 20]>) -> Resul
             if total > 0 {
                 let _ = writeln!(out, "(--limit N lists letters, --show ID prints one in full)");
             }
+            let mined = crate::supplier::mined_queue::cli_dead(store)?;
+            if !mined.is_empty() {
+                let _ = writeln!(out, "{} dead Shannon mined relay(s):", mined.len());
+                for (seq, d) in &mined {
+                    let r = &d.relay;
+                    let _ = writeln!(
+                        out,
+                        "#{seq} dead_at={} supplier={} session={} relay_hash={} attempts={} reason={}",
+                        time_ms(d.dead_at_ms),
+                        r.supplier,
+                        r.session_id,
+                        hex::encode(r.relay_hash),
+                        r.attempts,
+                        crate::logline::value_text(&d.reason)
+                    );
+                }
+                let _ = writeln!(out, "replay: meshd queue replay-dead --datadir {} --shannon", crate::logline::value_text(&datadir));
+            }
+        }
+        Command::ReplayDeadShannon => {
+            let n = crate::supplier::mined_queue::cli_replay_dead(store)?;
+            let _ = writeln!(out, "{n} dead Shannon mined relay(s) moved back to pending");
         }
         Command::ReplayDead => {
             let letters = store.dead_letters(servicer.as_ref())?;

@@ -3,8 +3,8 @@
 //! stream exactly as pocket-relay-miner's miners consume it (`XADD {prefix}:{supplier} * data
 //! <MinedRelayMessage>`, shannon-relay.md §5), and only then deletes it locally.
 //!
-//! Exactly once in the stream: each add runs as one Lua script that first sets a per-relay-hash
-//! key (`SET NX EX dedup_ttl`) and adds only when that key was new. A crash between the add and
+//! Exactly once in the stream: each add runs as one (atomic) Lua script that adds only when a
+//! per-relay-hash mark is absent and sets the mark (`EX dedup_ttl`) after the add. A crash between the add and
 //! the local delete re-sends the relay after restart; the script then adds nothing, and the
 //! relay counts as handed off.
 //!
@@ -36,7 +36,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The script: add to the stream only if this relay hash was never added (§5 dedup key).
 /// KEYS[1] stream, KEYS[2] dedup key; ARGV[1] message, ARGV[2] dedup ttl in seconds.
-const ADD_ONCE: &str = "if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return redis.call('XADD', KEYS[1], '*', 'data', ARGV[1]) end return false";
+/// The mark is set only after the add succeeded: a refused add (an error aborts the script, and
+/// Redis scripts do not roll back earlier writes) must leave no mark, or the retry would be
+/// taken for a duplicate and the relay dropped.
+const ADD_ONCE: &str = "if redis.call('EXISTS', KEYS[2]) == 1 then return false end local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[1]) redis.call('SET', KEYS[2], '1', 'EX', ARGV[2]) return id";
 
 /// Where and how to hand off.
 #[derive(Debug, Clone)]

@@ -9,7 +9,6 @@
 //!   longer be claimed;
 //! - `shannon_dead`    seq (8, BE) → versioned [`DeadMined`]: relays Redis refused `max` times.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use heed::byteorder::BigEndian;
@@ -105,7 +104,6 @@ pub struct MinedQueue {
     store: Arc<Store>,
     writer: Writer,
     dbs: Dbs,
-    next_seq: Arc<AtomicU64>,
 }
 
 fn mdb(e: heed::Error) -> String {
@@ -140,18 +138,13 @@ impl MinedQueue {
         store.count_in_admission(dbs.pending.remap_types());
         store.count_in_admission(dbs.seen.remap_types());
         store.count_in_admission(dbs.dead.remap_types());
-        let rtxn = env.read_txn().map_err(mdb)?;
-        let last = |db: Database<'static, U64<BigEndian>, Bytes>| db.last(&rtxn).map(|e| e.map_or(0, |(k, _)| k + 1));
-        let next = last(dbs.pending).map_err(mdb)?.max(last(dbs.dead).map_err(mdb)?);
-        drop(rtxn);
-        Ok(MinedQueue { store, writer, dbs, next_seq: Arc::new(AtomicU64::new(next)) })
+        Ok(MinedQueue { store, writer, dbs })
     }
 
     /// Commit a mined relay before its answer: `Done`, `Duplicate` (this request was served
     /// before), `Full` (the queue is near its map size) or `Refused` (the commit failed).
     pub async fn append(&self, relay: MinedRelay, request_hash: [u8; 32]) -> WriteResult {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.writer.write(WriteOp::Extra(Box::new(Append { dbs: self.dbs, seq, relay, request_hash }))).await
+        self.writer.write(WriteOp::Extra(Box::new(Append { dbs: self.dbs, relay, request_hash }))).await
     }
 
     /// Relays due for the hand-off (not before `now_ms`), oldest first, at most `limit`.
@@ -208,10 +201,9 @@ impl MinedQueue {
     /// Finished hand-off outcomes, committed together (from the hand-off thread: blocks it).
     /// One result per entry, in order (`Missing`: the relay was no longer pending).
     pub fn settle_blocking(&self, outcomes: Vec<(u64, Settle)>) -> Vec<WriteResult> {
-        let dead_seqs: Vec<u64> = outcomes.iter().map(|_| self.next_seq.fetch_add(1, Ordering::Relaxed)).collect();
         let n = outcomes.len();
         let results = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
-        let op = SettleOp { dbs: self.dbs, outcomes, dead_seqs, results: results.clone() };
+        let op = SettleOp { dbs: self.dbs, outcomes, results: results.clone() };
         match self.writer.write_blocking(WriteOp::Extra(Box::new(op))) {
             WriteResult::Done => std::mem::take(&mut *results.lock().unwrap_or_else(|p| p.into_inner())),
             other => vec![other; n],
@@ -224,9 +216,78 @@ impl MinedQueue {
     }
 }
 
+/// The Shannon databases of a queue the CLI opened (`meshd queue`): None when this queue never
+/// ran Shannon mode. Works on a read-only environment.
+fn existing(store: &Store) -> Result<Option<Dbs>, String> {
+    let env = store.env();
+    let rtxn = env.read_txn().map_err(mdb)?;
+    let opened = env
+        .open_databases_and_commit(rtxn, |dbo, r| -> heed::Result<_> {
+            let pending = dbo.open_database(r, Some("shannon_pending"))?;
+            let seen = dbo.open_database(r, Some("shannon_seen"))?;
+            let dead = dbo.open_database(r, Some("shannon_dead"))?;
+            Ok(match (pending, seen, dead) {
+                (Some(pending), Some(seen), Some(dead)) => CommitOrAbort::Commit((pending, seen, dead)),
+                _ => CommitOrAbort::Abort(()),
+            })
+        })
+        .map_err(mdb)?;
+    Ok(match opened {
+        CommitOrAbort::Commit((pending, seen, dead)) => Some(Dbs { pending, seen, dead }),
+        CommitOrAbort::Abort(()) => None,
+    })
+}
+
+/// `meshd queue stats`: the mined relays stored (None: no Shannon queue here).
+pub fn cli_counts(store: &Store) -> Result<Option<MinedCounts>, String> {
+    let Some(dbs) = existing(store)? else { return Ok(None) };
+    let rtxn = store.env().read_txn().map_err(mdb)?;
+    Ok(Some(MinedCounts { pending: dbs.pending.len(&rtxn).map_err(mdb)?, dead: dbs.dead.len(&rtxn).map_err(mdb)?, seen: dbs.seen.len(&rtxn).map_err(mdb)? }))
+}
+
+/// `meshd queue dead`: the mined relays the hand-off gave up on, oldest first.
+pub fn cli_dead(store: &Store) -> Result<Vec<(u64, DeadMined)>, String> {
+    let Some(dbs) = existing(store)? else { return Ok(Vec::new()) };
+    let rtxn = store.env().read_txn().map_err(mdb)?;
+    let mut out = Vec::new();
+    for entry in dbs.dead.iter(&rtxn).map_err(mdb)? {
+        let (seq, bytes) = entry.map_err(mdb)?;
+        out.push((seq, DeadMined::decode(bytes)?));
+    }
+    Ok(out)
+}
+
+/// `meshd queue replay-dead --shannon`: move every dead mined relay back to pending with its
+/// attempts reset, in one transaction (safe while the daemon runs: keys are taken inside it).
+pub fn cli_replay_dead(store: &Store) -> Result<usize, String> {
+    let Some(dbs) = existing(store)? else { return Ok(0) };
+    let mut wtxn = store.env().write_txn().map_err(mdb)?;
+    let mut letters = Vec::new();
+    for entry in dbs.dead.iter(&wtxn).map_err(mdb)? {
+        let (seq, bytes) = entry.map_err(mdb)?;
+        letters.push((seq, DeadMined::decode(bytes)?));
+    }
+    for (seq, letter) in &letters {
+        let mut relay = letter.relay.clone();
+        relay.attempts = 0;
+        relay.not_before_ms = 0;
+        relay.last_error.clear();
+        let key = next_key(dbs.pending, &wtxn).map_err(mdb)?;
+        dbs.pending.put(&mut wtxn, &key, &relay.encode()).map_err(mdb)?;
+        dbs.dead.delete(&mut wtxn, seq).map_err(mdb)?;
+    }
+    wtxn.commit().map_err(mdb)?;
+    Ok(letters.len())
+}
+
+/// The next key of `db`: past its last one, taken inside the write transaction, so two writers
+/// (the daemon, `meshd queue replay-dead --shannon`) never take the same one and order is kept.
+fn next_key(db: Database<'static, U64<BigEndian>, Bytes>, wtxn: &RwTxn) -> heed::Result<u64> {
+    Ok(db.last(wtxn)?.map_or(0, |(k, _)| k + 1))
+}
+
 struct Append {
     dbs: Dbs,
-    seq: u64,
     relay: MinedRelay,
     request_hash: [u8; 32],
 }
@@ -241,7 +302,8 @@ impl ExtraWrite for Append {
             Err(heed::Error::Mdb(MdbError::KeyExist)) => Ok(WriteResult::Duplicate),
             Err(e) => Err(e),
             Ok(()) => {
-                self.dbs.pending.put(wtxn, &self.seq, &bytes)?;
+                let seq = next_key(self.dbs.pending, wtxn)?;
+                self.dbs.pending.put(wtxn, &seq, &bytes)?;
                 Ok(WriteResult::Done)
             }
         }
@@ -261,7 +323,6 @@ pub enum Settle {
 struct SettleOp {
     dbs: Dbs,
     outcomes: Vec<(u64, Settle)>,
-    dead_seqs: Vec<u64>,
     /// Per-outcome results, read by [`MinedQueue::settle_blocking`] once the batch committed.
     results: Arc<std::sync::Mutex<Vec<WriteResult>>>,
 }
@@ -269,7 +330,7 @@ struct SettleOp {
 impl ExtraWrite for SettleOp {
     fn apply(&self, wtxn: &mut RwTxn, _room: &mut Room) -> heed::Result<WriteResult> {
         let mut results = Vec::with_capacity(self.outcomes.len());
-        for ((seq, outcome), dead_seq) in self.outcomes.iter().zip(&self.dead_seqs) {
+        for (seq, outcome) in &self.outcomes {
             if self.dbs.pending.get(wtxn, seq)?.is_none() {
                 results.push(WriteResult::Missing);
                 continue;
@@ -282,7 +343,8 @@ impl ExtraWrite for SettleOp {
                 Settle::Dead(relay, reason) => {
                     self.dbs.pending.delete(wtxn, seq)?;
                     let letter = DeadMined { reason: reason.clone(), dead_at_ms: crate::queue::record::now_ms(), relay: (**relay).clone() };
-                    self.dbs.dead.put(wtxn, dead_seq, &letter.encode())?;
+                    let dead_seq = next_key(self.dbs.dead, wtxn)?;
+                    self.dbs.dead.put(wtxn, &dead_seq, &letter.encode())?;
                 }
             }
             results.push(WriteResult::Done);
