@@ -159,10 +159,15 @@ async fn shutdown(app: &Rc<App>, listener: Server, signal: Option<i32>, systemd:
     // The listening socket closes; each open connection answers the request it is on, if any,
     // and closes, so requests already sent are answered and no new one starts.
     listener.drain();
-    while app.active_requests() > 0 && Instant::now() < deadline {
+    let shannon = app.shannon.borrow().clone();
+    if let Some(edge) = &shannon {
+        edge.drain();
+    }
+    let in_flight = || app.active_requests() + shannon.as_ref().map_or(0, |e| e.in_flight());
+    while in_flight() > 0 && Instant::now() < deadline {
         async_io::Timer::after(Duration::from_millis(10)).await;
     }
-    let unanswered = app.active_requests();
+    let unanswered = in_flight();
     let committed = futures_lite::future::or(async { Some(app.queue.write(crate::queue::WriteOp::Flush).await) }, async {
         async_io::Timer::after(SHUTDOWN_DRAIN).await;
         None

@@ -129,8 +129,12 @@ struct Edge {
 
 impl Edge {
     fn new(name: &str, suppliers: usize, target_hash_hex: &str, extra: Value) -> Edge {
+        Edge::with_backend(name, suppliers, target_hash_hex, extra, ChainSimConfig::default())
+    }
+
+    fn with_backend(name: &str, suppliers: usize, target_hash_hex: &str, extra: Value, backend: ChainSimConfig) -> Edge {
         let dir = temp_dir(&format!("shannon-{name}"));
-        let backend = start_chain(ChainSimConfig::default()).unwrap();
+        let backend = start_chain(backend).unwrap();
         let supplier_keys: Vec<OperatorKey> = (0..suppliers).map(|i| key(0x31, i as u8)).collect();
         let app = key(0x41, 0);
         let gateway = key(0x51, 0);
@@ -544,4 +548,31 @@ fn a_relay_redis_refuses_becomes_a_dead_letter_and_replays() {
     assert!(queue(&["queue", "replay-dead", "--shannon"]).contains("1 dead Shannon mined relay(s) moved back to pending"));
     assert!(wait_until(Duration::from_secs(10), || edge.streamed().get(&hash) == Some(&1)), "{:?}\n{}", edge.streamed(), edge.log_tail());
     assert!(queue(&["queue", "stats"]).contains("shannon      pending=0 dead=0"));
+}
+
+/// SIGTERM while a relay waits on a slow backend: the relay is still answered 200, committed and
+/// handed off, and meshd exits 0.
+#[test]
+fn sigterm_answers_the_relay_in_flight_then_exits_0() {
+    let mut edge = Edge::with_backend("sigterm", 1, &"ff".repeat(32), json!({}), ChainSimConfig { delay_ms: 1500, ..ChainSimConfig::default() });
+    edge.start();
+    let header = edge.header();
+    let request = edge.relay(0, &header);
+    let pid = edge.child.as_ref().unwrap().id().to_string();
+    let listen = edge.listen;
+    let sender = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(20))).build().into();
+        let mut response = agent.post(&format!("http://{listen}/")).header("Rpc-Type", "3").send(&request[..]).unwrap();
+        (response.status().as_u16(), response.body_mut().read_to_vec().unwrap(), request)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (status, body, request) = sender.join().unwrap();
+    assert_eq!(status, 200, "{}", edge.log_tail());
+    check_relay_response(&body, edge.suppliers[0].pubkey()).expect("signed");
+    let exit = edge.child.take().unwrap().wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", edge.log_tail());
+    let hash = Relay { req: Some(RelayRequest::decode(&request).unwrap()), res: Some(RelayResponse::decode(&body).unwrap()) }.hash();
+    edge.start();
+    assert!(wait_until(Duration::from_secs(10), || edge.streamed().get(&hash) == Some(&1)), "{:?}\n{}", edge.streamed(), edge.log_tail());
 }

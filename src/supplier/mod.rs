@@ -55,6 +55,15 @@ pub struct EdgeCounters {
     pub refused: Cell<u64>,
 }
 
+/// Decrements [`Edge::in_flight`] when a relay is done.
+pub(crate) struct InFlight<'a>(&'a Cell<usize>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// The Shannon edge's state, shared by `Rc` on the executor thread.
 pub struct Edge {
     pub settings: ShannonSettings,
@@ -70,6 +79,10 @@ pub struct Edge {
     /// Refusals by reason (bounded: the reasons are a fixed set).
     pub refusals: RefCell<BTreeMap<&'static str, u64>>,
     pub listen_addr: Cell<Option<SocketAddr>>,
+    /// The listener, kept to be drained at shutdown.
+    listener: RefCell<Option<Server>>,
+    /// Relays being handled now (a graceful shutdown waits for them).
+    in_flight: Cell<usize>,
 }
 
 impl Edge {
@@ -87,6 +100,23 @@ impl Edge {
     /// Swap in a new key set (hot reload).
     pub fn set_keys(&self, keys: &[OperatorKey]) {
         *self.keys.borrow_mut() = Rc::new(keys.iter().map(|k| (k.address().to_string(), k.clone())).collect());
+    }
+
+    /// Stop accepting relays; connections answer what they are on and close (daemon shutdown).
+    pub fn drain(&self) {
+        if let Some(listener) = self.listener.borrow().as_ref() {
+            listener.drain();
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// Count a relay in flight until the guard drops.
+    pub(crate) fn track(&self) -> InFlight<'_> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight(&self.in_flight)
     }
 
     pub fn count_refusal(&self, reason: &'static str) {
@@ -136,6 +166,8 @@ pub fn start(
         counters: EdgeCounters::default(),
         refusals: RefCell::new(BTreeMap::new()),
         listen_addr: Cell::new(None),
+        listener: RefCell::new(None),
+        in_flight: Cell::new(0),
     });
     edge.set_keys(keys);
     let limits = Limits::from_settings(client_settings, settings.max_body_bytes);
@@ -143,8 +175,7 @@ pub fn start(
     let listener = Server::bind("shannon", &settings.listen.to_string(), limits, ex, server::handler(move |r| relay::serve(serving.clone(), r)))
         .map_err(|e| format!("shannon.listen: {e}"))?;
     edge.listen_addr.set(Some(listener.addr()));
-    // The listener lives as long as the process.
-    std::mem::forget(listener);
+    *edge.listener.borrow_mut() = Some(listener);
     log::info!(
         "event=shannon_ready listen={} suppliers={} services={} full_nodes={} redis={:?}",
         edge.listen_addr.get().map_or(String::new(), |a| a.to_string()),

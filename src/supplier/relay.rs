@@ -143,6 +143,7 @@ pub async fn serve(edge: Rc<Edge>, req: Request) -> Response {
     if req.method == "GET" && req.body.is_empty() && matches!(req.path(), "/health" | "/healthz" | "/ready") {
         return Response::text(200, "ok\n");
     }
+    let _in_flight = edge.track();
     match handle(&edge, &req).await {
         Ok(served) => {
             edge.counters.served.set(edge.counters.served.get() + 1);
