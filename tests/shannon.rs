@@ -136,7 +136,11 @@ impl Edge {
         let gateway = key(0x51, 0);
         let node = start_fullnode(FullNodeSimConfig {
             services: vec![SimService { id: SERVICE.into(), target_hash_hex: target_hash_hex.into(), compute_units_per_relay: 7 }],
-            applications: vec![SimApplication { address: app.address().into(), delegatee_gateway_addresses: vec![gateway.address().into()], ..Default::default() }],
+            applications: vec![SimApplication {
+                address: app.address().into(),
+                delegatee_gateway_addresses: vec![gateway.address().into()],
+                ..Default::default()
+            }],
             accounts: [&app, &gateway].iter().map(|k| SimAccount { address: k.address().into(), pubkey_hex: Some(hex::encode(k.pubkey())) }).collect(),
             suppliers: supplier_keys.iter().map(|k| SimSupplier { operator_address: k.address().into(), services: vec![SERVICE.into()] }).collect(),
             ..FullNodeSimConfig::default()
@@ -258,7 +262,11 @@ impl Edge {
         assert_eq!(status, 200, "{error}\n{}", self.log_tail());
         let answer = check_relay_response(&body, self.suppliers[supplier].pubkey()).expect("a supplier-signed response");
         assert_eq!(answer.status_code, 200);
-        assert!(String::from_utf8_lossy(&answer.body).contains("\"result\":\"0x"), "the backend's JSON-RPC answer is wrapped: {:?}", String::from_utf8_lossy(&answer.body));
+        assert!(
+            String::from_utf8_lossy(&answer.body).contains("\"result\":\"0x"),
+            "the backend's JSON-RPC answer is wrapped: {:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
         Relay { req: Some(RelayRequest::decode(&request).unwrap()), res: Some(RelayResponse::decode(&body).unwrap()) }.hash()
     }
 
@@ -310,7 +318,10 @@ fn relays_are_verified_signed_mined_committed_and_handed_to_redis_streams() {
         for m in messages {
             assert_eq!(m.supplier_operator_address, edge.suppliers[i].address());
             assert_eq!((m.service_id.as_str(), m.application_address.as_str()), (SERVICE, edge.app.address()));
-            assert_eq!((m.session_id.as_str(), m.session_start_height, m.session_end_height), (header.session_id.as_str(), header.session_start_block_height, header.session_end_block_height));
+            assert_eq!(
+                (m.session_id.as_str(), m.session_start_height, m.session_end_height),
+                (header.session_id.as_str(), header.session_start_block_height, header.session_end_block_height)
+            );
             assert_eq!(m.compute_units_per_relay, 7, "CUPR at the session start");
             assert_eq!(m.relay_hash, meshd::shannon::mining::relay_hash(&m.relay_bytes).to_vec(), "relay_hash is SHA-256 of relay_bytes");
             let relay = Relay::decode(&m.relay_bytes).unwrap();
@@ -329,7 +340,8 @@ fn relays_are_verified_signed_mined_committed_and_handed_to_redis_streams() {
     assert!(
         wait_until(Duration::from_secs(5), || {
             let m = edge.scrape();
-            m.contains("meshd_shannon_handoff_total{moniker=\"geo-mesh-node\"} 12") && m.contains("meshd_shannon_queue_relays{moniker=\"geo-mesh-node\",state=\"pending\"} 0")
+            m.contains("meshd_shannon_handoff_total{moniker=\"geo-mesh-node\"} 12")
+                && m.contains("meshd_shannon_queue_relays{moniker=\"geo-mesh-node\",state=\"pending\"} 0")
         }),
         "{}",
         edge.scrape()
@@ -362,7 +374,8 @@ fn bad_relays_get_clear_refusals_and_nothing_is_queued() {
     let stranger = key(0x61, 0);
     let payload = POKTHTTPRequest::new("POST", "/", [("Content-Type", "application/json")], b"{}".to_vec());
     let ring = [*stranger.pubkey(), *edge.app.pubkey()];
-    let forged = build_relay_request(&header, edge.suppliers[0].address(), &stranger, &ring, &payload, &mut meshd::shannon::ring_sign::seeded_fill(b"x")).unwrap();
+    let forged =
+        build_relay_request(&header, edge.suppliers[0].address(), &stranger, &ring, &payload, &mut meshd::shannon::ring_sign::seeded_fill(b"x")).unwrap();
     let (status, _, error) = edge.post(&forged, &[]);
     assert_eq!((status, error.contains("ring")), (401, true), "{error}");
 

@@ -214,7 +214,20 @@ pub fn load(data_dir: &std::path::Path, config_file: Option<&std::path::Path>) -
         Some(sh) => shannon::load_supplier_keys(&resolve_in(&effective_dir, &sh.supplier_keys_file))?,
         None => Vec::new(),
     };
-    Ok(Loaded { settings, config_path, data_dir: effective_dir, nodes, chains, mesh_token, servicer_token, chain_names, warnings, spacemesh, shannon, supplier_keys })
+    Ok(Loaded {
+        settings,
+        config_path,
+        data_dir: effective_dir,
+        nodes,
+        chains,
+        mesh_token,
+        servicer_token,
+        chain_names,
+        warnings,
+        spacemesh,
+        shannon,
+        supplier_keys,
+    })
 }
 
 /// Human-readable summary for `meshd check-config`. Prints addresses, URLs and file paths;

@@ -278,7 +278,9 @@ mod tests {
 
     #[test]
     fn rpc_type_lists_route_and_fall_back_to_urls() {
-        let s = parse_text(r#"{"shannon": {"full_nodes": ["http://a:1"], "services": {"eth": {"urls": ["http://b:2"], "rest_urls": ["http://c:3"]}}}}"#).unwrap().unwrap();
+        let s = parse_text(r#"{"shannon": {"full_nodes": ["http://a:1"], "services": {"eth": {"urls": ["http://b:2"], "rest_urls": ["http://c:3"]}}}}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.services["eth"].for_rpc_type(Some(4)), ["http://c:3"]);
         assert_eq!(s.services["eth"].for_rpc_type(Some(3)), ["http://b:2"]);
         assert_eq!(s.services["eth"].for_rpc_type(None), ["http://b:2"]);

@@ -606,7 +606,8 @@ pub async fn scrape(app: Rc<App>) -> Response {
     let store = app.queue.store().clone();
     let spacemesh_queue = app.spacemesh.borrow().as_ref().map(|s| s.queue.clone());
     let shannon_queue = app.shannon.borrow().as_ref().map(|e| e.queue.clone());
-    let (queue, spacemesh_queue, shannon_queue) = smol::unblock(move || (store.stats(), spacemesh_queue.map(|q| q.counts()), shannon_queue.map(|q| q.counts()))).await;
+    let (queue, spacemesh_queue, shannon_queue) =
+        smol::unblock(move || (store.stats(), spacemesh_queue.map(|q| q.counts()), shannon_queue.map(|q| q.counts()))).await;
     let text = render(&app, &Snapshot { queue, spacemesh_queue, shannon_queue });
     Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }

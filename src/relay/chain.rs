@@ -230,7 +230,8 @@ impl ChainHealth {
     pub fn order_urls(&self, urls: &[String]) -> Vec<usize> {
         let now = Instant::now();
         let benches = self.benches.borrow();
-        let mut order: Vec<(Option<Instant>, usize)> = urls.iter().enumerate().map(|(i, url)| (benches.get(url).and_then(|b| b.benched_until(now)), i)).collect();
+        let mut order: Vec<(Option<Instant>, usize)> =
+            urls.iter().enumerate().map(|(i, url)| (benches.get(url).and_then(|b| b.benched_until(now)), i)).collect();
         // Stable: None (not benched) sorts first and keeps configuration order.
         order.sort_by_key(|(until, _)| *until);
         order.into_iter().map(|(_, i)| i).collect()

@@ -103,7 +103,14 @@ pub fn backend_url(base: &str, path_and_query: &str) -> String {
 
 /// Call the service: URLs in health order; a URL that never saw the request is benched and
 /// the next one tried.
-pub async fn call(client: &Client, health: &ChainHealth, service_id: &str, urls: &[String], req: &BackendCall, timeout: Duration) -> Result<BackendAnswer, BackendError> {
+pub async fn call(
+    client: &Client,
+    health: &ChainHealth,
+    service_id: &str,
+    urls: &[String],
+    req: &BackendCall,
+    timeout: Duration,
+) -> Result<BackendAnswer, BackendError> {
     let mut failed: Vec<(usize, String)> = Vec::new();
     let mut result = Err(BackendError::Unreachable { tried: 0, last: "no backend URL configured".into() });
     for i in health.order_urls(urls) {

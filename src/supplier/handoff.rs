@@ -264,7 +264,12 @@ mod tests {
     fn retries_back_off_to_the_cap_and_end_in_a_dead_letter() {
         assert_eq!(retry_delay(1, Duration::from_secs(30)), Duration::from_millis(200));
         assert_eq!(retry_delay(20, Duration::from_secs(30)), Duration::from_secs(30));
-        let settings = HandoffSettings { target: RedisTarget::parse("redis://127.0.0.1:1").unwrap(), stream_prefix: "p".into(), dedup_ttl_secs: 1, retry_wait_max: Duration::from_secs(1) };
+        let settings = HandoffSettings {
+            target: RedisTarget::parse("redis://127.0.0.1:1").unwrap(),
+            stream_prefix: "p".into(),
+            dedup_ttl_secs: 1,
+            retry_wait_max: Duration::from_secs(1),
+        };
         let stats = HandoffStats::default();
         let mut r = crate::supplier::mined_queue::tests::sample(1);
         assert!(matches!(outcome(&r, Reply::Bulk(Some(b"1-0".to_vec())), &settings, &stats), Settle::HandedOff));

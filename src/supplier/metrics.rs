@@ -14,8 +14,20 @@ pub fn render(out: &mut String, moniker: &str, edge: &Edge, stored: Option<&Resu
     let m = labels(&[("moniker", moniker)]);
     let one = |value: u64| [(m.clone(), value)];
     family(out, "meshd_shannon_suppliers", "gauge", "Shannon supplier keys loaded.", one(edge.supplier_addresses().len() as u64));
-    family(out, "meshd_shannon_relays_served_total", "counter", "Shannon relays answered 200 with a supplier-signed response.", one(edge.counters.served.get()));
-    family(out, "meshd_shannon_relays_mined_total", "counter", "Served relays below the difficulty target, committed for the hand-off.", one(edge.counters.mined.get()));
+    family(
+        out,
+        "meshd_shannon_relays_served_total",
+        "counter",
+        "Shannon relays answered 200 with a supplier-signed response.",
+        one(edge.counters.served.get()),
+    );
+    family(
+        out,
+        "meshd_shannon_relays_mined_total",
+        "counter",
+        "Served relays below the difficulty target, committed for the hand-off.",
+        one(edge.counters.mined.get()),
+    );
     family(
         out,
         "meshd_shannon_relays_not_claimable_total",
@@ -35,7 +47,13 @@ pub fn render(out: &mut String, moniker: &str, edge: &Edge, stored: Option<&Resu
         one(h.already_in_stream.load(Ordering::Relaxed)),
     );
     family(out, "meshd_shannon_handoff_refused_total", "counter", "Redis error replies for single mined relays.", one(h.refused.load(Ordering::Relaxed)));
-    family(out, "meshd_shannon_handoff_dead_lettered_total", "counter", "Mined relays moved to the dead letters.", one(h.dead_lettered.load(Ordering::Relaxed)));
+    family(
+        out,
+        "meshd_shannon_handoff_dead_lettered_total",
+        "counter",
+        "Mined relays moved to the dead letters.",
+        one(h.dead_lettered.load(Ordering::Relaxed)),
+    );
     family(out, "meshd_shannon_redis_failures_total", "counter", "Failed Redis connects or pipelines.", one(h.redis_failures.load(Ordering::Relaxed)));
     family(out, "meshd_shannon_redis_up", "gauge", "1 while the hand-off's last Redis exchange succeeded.", one(u64::from(h.redis_up.load(Ordering::Relaxed))));
     if let Some(Ok(c)) = stored {

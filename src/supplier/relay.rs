@@ -121,12 +121,21 @@ pub fn refusal_response(refusal: &Refusal, header: Option<&SessionHeader>) -> Re
     let res = RelayResponse {
         meta: RelayResponseMetadata { session_header: header.cloned(), supplier_operator_signature: Vec::new() },
         payload: text.as_bytes().to_vec(),
-        relay_miner_error: Some(RelayMinerError { codespace: CODESPACE.into(), code: refusal.code(), description: refusal.reason().into(), message: text.clone() }),
+        relay_miner_error: Some(RelayMinerError {
+            codespace: CODESPACE.into(),
+            code: refusal.code(),
+            description: refusal.reason().into(),
+            message: text.clone(),
+        }),
         payload_hash: None,
     };
     // Header values cannot carry control characters.
     let shown: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    Response { status: refusal.status(), headers: vec![("Content-Type".into(), "application/x-protobuf".into()), ("Meshd-Error".into(), shown)], body: res.encode() }
+    Response {
+        status: refusal.status(),
+        headers: vec![("Content-Type".into(), "application/x-protobuf".into()), ("Meshd-Error".into(), shown)],
+        body: res.encode(),
+    }
 }
 
 /// The listener's entry point.
