@@ -321,19 +321,21 @@ pub fn run(relays: usize, redis_url: Option<&str>) -> Result<i32, String> {
     let cupr_ok = ours.iter().all(|(_, _, m)| m.compute_units_per_relay == CUPR && m.session_id == header.session_id);
 
     let target = RedisTarget::parse(&redis.url)?;
-    println!("\na miner reads them as pocket-relay-miner does (consumer group {CONSUMER_GROUP}, shannon-relay.md §5):");
-    for stream in &streams {
-        println!("  redis-cli -h {} -p {} XGROUP CREATE {stream} {CONSUMER_GROUP} 0 MKSTREAM", target.host, target.port);
-    }
-    println!(
-        "  redis-cli -h {} -p {} XREADGROUP GROUP {CONSUMER_GROUP} miner-1 COUNT 100 STREAMS {} {}",
+    // Never the password itself (docs/deploy.md "What never leaves meshd").
+    let cli = format!(
+        "redis-cli -h {} -p {}{}{}",
         target.host,
         target.port,
-        streams.join(" "),
-        vec!["'>'"; streams.len()].join(" ")
+        if target.db != 0 { format!(" -n {}", target.db) } else { String::new() },
+        if target.password.is_some() { " -a <password of --redis>" } else { "" }
     );
+    println!("\na miner reads them as pocket-relay-miner does (consumer group {CONSUMER_GROUP}, shannon-relay.md §5):");
+    for stream in &streams {
+        println!("  {cli} XGROUP CREATE {stream} {CONSUMER_GROUP} 0 MKSTREAM");
+    }
+    println!("  {cli} XREADGROUP GROUP {CONSUMER_GROUP} miner-1 COUNT 100 STREAMS {} {}", streams.join(" "), vec!["'>'"; streams.len()].join(" "));
     if let Some((stream, id, _)) = ours.first() {
-        println!("  redis-cli -h {} -p {} XACKDEL {stream} {CONSUMER_GROUP} DELREF IDS 1 {id}   (after inserting it; Redis >= 8.2)", target.host, target.port);
+        println!("  {cli} XACKDEL {stream} {CONSUMER_GROUP} DELREF IDS 1 {id}   (after inserting it; Redis >= 8.2)");
     }
     if redis.origin.starts_with("started") {
         println!("  (this demo's redis-server stops with the demo; run your own Redis and pass --redis to keep the streams)");
