@@ -1,6 +1,7 @@
 //! The command line as a node runner meets it: `--help` on every subcommand, `meshd relay`
-//! sending one real relay, the demo printing its request, a taken relay port exiting 1 (an
-//! environment fault systemd restarts), and the metrics listener on its own bind address.
+//! sending one real relay, the demo printing its request, `meshd demo --shannon` against a real
+//! `redis-server`, a taken relay port exiting 1 (an environment fault systemd restarts), and the
+//! metrics listener on its own bind address.
 
 mod common;
 

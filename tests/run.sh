@@ -2,7 +2,8 @@
 # The test command (README "The two commands"): Rust unit + integration tests; checks with real
 # tools (promtool, systemd-analyze, headless Chromium); static musl builds and the aarch64 smoke
 # test under qemu; then Shannon relays to a real EVM node and the end-to-end suite with the real
-# pocket-js client and that EVM node (ganache, from npm). Each step installs what it lacks (apt-get, pip, cargo install, npm ci).
+# pocket-js client and that EVM node (ganache, from npm). Each step installs what it lacks
+# (apt-get, pip, cargo install, npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # faketime drives the clock-before-1970 test (tests/queue_integrity.rs).
