@@ -106,11 +106,31 @@ fn describe_request(url: &str, bytes: &[u8], ring_size: usize) -> Result<String,
     Ok(out)
 }
 
-/// Every entry of a stream: (entry id, decoded message). Entries that do not decode are errors.
-fn read_stream(redis_url: &str, stream: &str) -> Result<Vec<(String, MinedRelayMessage)>, String> {
+/// The Redis server's clock in milliseconds: stream entry ids start with it, so entries added
+/// from now on have ids at or above it (earlier runs against the same Redis stay out of view).
+fn redis_time_ms(redis_url: &str) -> Result<u64, String> {
     let target = RedisTarget::parse(redis_url)?;
     let mut conn = Connection::connect(&target, Duration::from_secs(2)).map_err(|e| format!("redis: {e}"))?;
-    let reply = conn.command(&[b"XRANGE", stream.as_bytes(), b"-", b"+"]).map_err(|e| format!("redis XRANGE: {e}"))?;
+    let reply = conn.command(&[b"TIME"]).map_err(|e| format!("redis TIME: {e}"))?;
+    let number = |r: Option<&Reply>| match r {
+        Some(Reply::Bulk(Some(b))) => std::str::from_utf8(b).ok().and_then(|t| t.parse::<u64>().ok()),
+        _ => None,
+    };
+    match &reply {
+        Reply::Array(Some(parts)) => match (number(parts.first()), number(parts.get(1))) {
+            (Some(secs), Some(micros)) => Ok(secs * 1000 + micros / 1000),
+            _ => Err(format!("redis TIME: unexpected reply {reply:?}")),
+        },
+        _ => Err(format!("redis TIME: unexpected reply {reply:?}")),
+    }
+}
+
+/// Entries of a stream from id `from_ms` on: (entry id, decoded message). Entries that do not
+/// decode are errors.
+fn read_stream(redis_url: &str, stream: &str, from_ms: u64) -> Result<Vec<(String, MinedRelayMessage)>, String> {
+    let target = RedisTarget::parse(redis_url)?;
+    let mut conn = Connection::connect(&target, Duration::from_secs(2)).map_err(|e| format!("redis: {e}"))?;
+    let reply = conn.command(&[b"XRANGE", stream.as_bytes(), from_ms.to_string().as_bytes(), b"+"]).map_err(|e| format!("redis XRANGE: {e}"))?;
     let Reply::Array(Some(entries)) = reply else {
         return Ok(Vec::new());
     };
@@ -238,6 +258,7 @@ pub fn run(relays: usize, redis_url: Option<&str>) -> Result<i32, String> {
         Ok((response.status().as_u16(), bytes))
     };
 
+    let since_ms = redis_time_ms(&redis.url)?;
     let mut verified = 0;
     let mut sent: BTreeMap<[u8; 32], usize> = BTreeMap::new();
     let mut first = None;
@@ -285,11 +306,11 @@ pub fn run(relays: usize, redis_url: Option<&str>) -> Result<i32, String> {
 
     // The hand-off adds each mined relay to its supplier's stream (§5); wait, bounded.
     let streams: Vec<String> = keys.suppliers.iter().map(|k| format!("{STREAM_PREFIX}:{}", k.address())).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20) + Duration::from_millis(relays as u64 * 10);
     let ours = loop {
         let mut ours = Vec::new();
         for stream in &streams {
-            for (id, m) in read_stream(&redis.url, stream)? {
+            for (id, m) in read_stream(&redis.url, stream, since_ms)? {
                 if <[u8; 32]>::try_from(m.relay_hash.as_slice()).is_ok_and(|h| sent.contains_key(&h)) {
                     ours.push((stream.clone(), id, m));
                 }
