@@ -186,7 +186,7 @@ pub fn run(relays: usize, redis_url: Option<&str>) -> Result<i32, String> {
     println!("redis                {:?}  ({})", RedisTarget::parse(&redis.url)?, redis.origin);
 
     // A Shannon-only data dir: config.json with a `shannon` object and the supplier keys file
-    // (docs/configuration.md); no Pocket files.
+    // (src/config/shannon.rs); no Pocket files.
     let listen = format!("127.0.0.1:{}", free_port()?);
     let config = json!({
         "rpc_port": free_port()?.to_string(),
