@@ -47,6 +47,9 @@ USAGE:
   meshd demo [--relays N]
       Start meshd with the servicer and chain simulators on loopback, send signed relays
       through it and show what happened (served, signed, notified, re-validated).
+  meshd demo --shannon [--relays N] [--redis URL]
+      The same for a Shannon supplier: full-node and chain simulators, a local Redis; ring-signed
+      relays, supplier signatures verified, mined relays shown in the Redis streams.
   meshd start --datadir DIR [--config FILE] [--simulate-relay]
       Serve relays. Reads DIR/config.json (or DIR/config/config.json, or FILE).
   meshd check-config --datadir DIR [--config FILE] [--probe]
@@ -85,6 +88,14 @@ meshd demo [--relays N]
   print the first relay request it sends, send N signed relays (default 5, at most 10000),
   verify every signature, then show a duplicate (37) and a tampered relay (74) refused and all
   relays notified to and re-validated by the servicer simulator. Exit 0 when all of that holds.
+meshd demo --shannon [--relays N] [--redis URL]
+  Shannon supplier edge: start a full-node simulator, a chain simulator (the service backend)
+  and meshd in Shannon mode (temporary data dir), with a local Redis: --redis URL, else
+  redis://127.0.0.1:6379 if it answers, else a redis-server started on a free loopback port
+  (none installed: exit 1, `apt-get install redis-server`). Print the first relay request
+  decoded, send N ring-signed relays, verify each supplier signature and print the backend
+  answer, show a replay refused, then the mined relays in the supplier streams (decoded
+  MinedRelayMessage) and the consumer-group commands a miner uses. Exit 0 when all of that holds.
 "
         }
         "start" => {
@@ -372,8 +383,11 @@ fn cmd_demo(args: Vec<OsString>) -> Result<i32, Failure> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
     let mut relays = 5usize;
+    let (mut shannon, mut redis) = (false, None);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
+            Long("shannon") => shannon = true,
+            Long("redis") => redis = Some(parser.value().map_err(|e| e.to_string())?.into_string().map_err(|_| "--redis: not UTF-8")?),
             Long("relays") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 relays = value.parse().map_err(|e| format!("--relays: {e}"))?;
@@ -383,6 +397,13 @@ fn cmd_demo(args: Vec<OsString>) -> Result<i32, Failure> {
             }
             other => return Err(format!("{}\n\n{USAGE}", other.unexpected()).into()),
         }
+    }
+    if shannon {
+        // What fails now is the environment (no Redis, ports), not the arguments.
+        return meshd::shannon_demo::run(relays, redis.as_deref()).map_err(Failure::env);
+    }
+    if redis.is_some() {
+        return Err("--redis applies to `meshd demo --shannon` only".into());
     }
     Ok(meshd::demo::run(relays)?)
 }

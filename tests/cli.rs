@@ -1,6 +1,7 @@
 //! The command line as a node runner meets it: `--help` on every subcommand, `meshd relay`
-//! sending one real relay, the demo printing its request, a taken relay port exiting 1 (an
-//! environment fault systemd restarts), and the metrics listener on its own bind address.
+//! sending one real relay, the demo printing its request, `meshd demo --shannon` against a real
+//! `redis-server`, a taken relay port exiting 1 (an environment fault systemd restarts), and the
+//! metrics listener on its own bind address.
 
 mod common;
 
@@ -186,4 +187,64 @@ fn address_shannon_prints_the_pokt_address_of_a_private_or_public_key() {
     let (code, _, stderr) = meshd(&["address", "--shannon", "abcd"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("64-hex secp256k1 private key"), "{stderr}");
+
+/// `meshd demo --shannon` against a `redis-server` this test starts (docs/simulators.md
+/// "Shannon demo"): every supplier signature verified, every relay in its supplier stream once,
+/// and the streams really hold them (read here with XLEN, independently of the demo's output).
+#[test]
+fn shannon_demo_verifies_signatures_and_shows_the_mined_relays_in_redis() {
+    use meshd::shannon_demo::{demo_keys, STREAM_PREFIX};
+    use meshd::supplier::resp::{Connection, RedisTarget, Reply};
+    let dir = common::temp_dir("cli-shannon-demo");
+    let port = meshd::demo::free_port().unwrap();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (apt-get install redis-server; tests/run.sh does)");
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(&mut redis);
+    let url = format!("redis://127.0.0.1:{port}");
+    let target = RedisTarget::parse(&url).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || Connection::connect(&target, Duration::from_secs(1)).is_ok()), "redis-server did not start");
+
+    let (code, stdout, stderr) = meshd(&["demo", "--shannon", "--relays", "3", "--redis", &url]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("request of relay 1: POST http://127.0.0.1:") && stdout.contains("meta.signature                 ring signature"), "{stdout}");
+    assert!(stdout.contains(r#"body                         {"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#), "{stdout}");
+    let verified: Vec<&str> = stdout.lines().filter(|l| l.contains("HTTP 200  signature verified") && l.contains("backend 200 {\"jsonrpc\":\"2.0\"")).collect();
+    assert_eq!(verified.len(), 3, "{stdout}");
+    assert!(stdout.contains("replay of relay 1  HTTP 409"), "{stdout}");
+    let keys = demo_keys();
+    let streams: Vec<String> = keys.suppliers.iter().map(|k| format!("{STREAM_PREFIX}:{}", k.address())).collect();
+    let shown = stdout.lines().filter(|l| streams.iter().any(|s| l.starts_with(&format!("  {s}  "))) && l.contains("CUPR 10")).count();
+    assert_eq!(shown, 3, "three decoded MinedRelayMessages:\n{stdout}");
+    assert!(stdout.contains("XREADGROUP GROUP ha-miners"), "{stdout}");
+    assert!(stdout.contains("served and signed     3/3") && stdout.contains("in the streams        3/3"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("demo OK"), "{stdout}");
+
+    let mut conn = Connection::connect(&target, Duration::from_secs(2)).unwrap();
+    let total: i64 = streams
+        .iter()
+        .map(|s| match conn.command(&[b"XLEN", s.as_bytes()]).unwrap() {
+            Reply::Integer(n) => n,
+            other => panic!("XLEN {s}: {other:?}"),
+        })
+        .sum();
+    assert_eq!(total, 3, "the demo's relays are in the supplier streams of the given Redis");
+
+    // A Redis that does not answer: a clear error, exit 1, never a fake success.
+    let dead = format!("redis://127.0.0.1:{}", meshd::demo::free_port().unwrap());
+    let (code, stdout, stderr) = meshd(&["demo", "--shannon", "--relays", "1", "--redis", &dead]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("no Redis answered PING") && !stdout.contains("demo OK"), "{stdout}\n{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README "The two commands"): Rust unit + integration tests; checks with real
 # tools (promtool, systemd-analyze, headless Chromium); static musl builds and the aarch64 smoke
-# test under qemu; then the end-to-end suite with the real pocket-js client and a real EVM node
-# (ganache, from npm). Each step installs what it lacks (apt-get, pip, cargo install, npm ci).
+# test under qemu; then Shannon relays to a real EVM node and the end-to-end suite with the real
+# pocket-js client and that EVM node (ganache, from npm). Each step installs what it lacks
+# (apt-get, pip, cargo install, npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # faketime drives the clock-before-1970 test (tests/queue_integrity.rs).
@@ -21,5 +22,6 @@ bash tests/status_page.sh        # status page in headless Chromium (screenshot:
 bash tests/spacemesh_cors.sh     # Spacemesh v2 proxy CORS from headless Chromium
 bash tests/arm_smoke.sh          # static musl builds; aarch64 binary under qemu
 ( cd tests/e2e && npm ci --no-audit --no-fund )
+bash tests/shannon_evm.sh        # Shannon relays through meshd to that suite's ganache (tests/shannon_evm.rs)
 cd tests/e2e
 MESHD_BIN="$(cd ../.. && pwd)/target/debug/meshd" node --test
