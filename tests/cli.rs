@@ -187,6 +187,7 @@ fn address_shannon_prints_the_pokt_address_of_a_private_or_public_key() {
     let (code, _, stderr) = meshd(&["address", "--shannon", "abcd"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("64-hex secp256k1 private key"), "{stderr}");
+}
 
 /// `meshd demo --shannon` against a `redis-server` this test starts (docs/simulators.md
 /// "Shannon demo"): every supplier signature verified, every relay in its supplier stream once,

@@ -2,7 +2,8 @@
 # Prometheus exposition check: scrape a live meshd stack (simulators + the meshd
 # binary, via tests/ops.rs, which writes the scrape to target/tmp/metrics-scrape.txt) and run
 # the real `promtool check metrics` (Debian package `prometheus`, installed if missing) on it.
-# The same for a Spacemesh gateway's scrape (tests/spacemesh.rs). Then check that every metric
+# The same for a Spacemesh gateway's scrape (tests/spacemesh.rs) and a Shannon edge's
+# (tests/shannon.rs). Then check that every metric
 # the Grafana dashboard (config/grafana/meshd.json) queries is in one of the scrapes and that
 # every query honours the `region` template variable.
 #
@@ -61,6 +62,18 @@ if ! out=$(promtool check metrics < "$sm_scrape" 2>&1); then
 fi
 [ -z "$out" ] || { echo "metrics_check: promtool printed on the Spacemesh scrape: $out"; exit 1; }
 echo "metrics_check: promtool on the Spacemesh gateway scrape: clean ($(grep -c '^meshd_spacemesh_' "$sm_scrape") samples)"
+
+# 2c. A Shannon edge's scrape (meshd_shannon_*), from tests/shannon.rs (needs redis-server):
+#     lint-clean apart from the same two incumbent counter names.
+cargo test --locked --test shannon relays_are_verified_signed_mined_committed_and_handed_to_redis_streams -- --exact
+sh_scrape=target/tmp/metrics-scrape-shannon.txt
+grep -q '^meshd_shannon_relays_served_total' "$sh_scrape" || { echo "metrics_check: no Shannon families in $sh_scrape"; exit 1; }
+sh_filtered=$(grep -Ev '^(# (HELP|TYPE) )?pocketcore_geo_mesh_(relay|error)_count[ {]' "$sh_scrape")
+if ! out=$(printf '%s\n' "$sh_filtered" | promtool check metrics 2>&1); then
+  echo "metrics_check: promtool findings on the Shannon scrape:"; echo "$out"; exit 1
+fi
+[ -z "$out" ] || { echo "metrics_check: promtool printed on the Shannon scrape: $out"; exit 1; }
+echo "metrics_check: promtool on the Shannon edge scrape: clean ($(grep -c '^meshd_shannon_' "$sh_scrape") samples)"
 
 # 3. The dashboard.
 python3 - "$scrape" config/grafana/meshd.json "$sm_scrape" <<'PY'

@@ -357,6 +357,8 @@ fn relays_are_verified_signed_mined_committed_and_handed_to_redis_streams() {
     let stats = edge.node.stats();
     assert_eq!(stats.route(meshd::sim::fullnode::ROUTE_SESSION), 1, "{stats:?}");
     let metrics = edge.scrape();
+    // Kept for tests/metrics_check.sh, which runs the real `promtool check metrics` on it.
+    std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("metrics-scrape-shannon.txt"), &metrics).unwrap();
     assert!(metrics.contains("meshd_shannon_relays_served_total{moniker=\"geo-mesh-node\"} 12"), "{metrics}");
     assert!(metrics.contains("meshd_shannon_relays_mined_total{moniker=\"geo-mesh-node\"} 12"), "{metrics}");
     assert!(
