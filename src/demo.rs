@@ -86,24 +86,7 @@ pub fn run(relays: usize) -> Result<i32, String> {
     write_datadir(&dir, rpc_port, &servicer.url(), &chain.url(), &servicer_key, &json!({}))?;
     println!("meshd data dir      {}", dir.display());
 
-    let loaded = crate::config::load(&dir, None).map_err(|e| format!("demo config: {e}"))?;
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("meshd".into())
-        .spawn(move || {
-            let options = crate::daemon::StartOptions {
-                simulate_relay: false,
-                queue: None,
-                on_ready: Some(Box::new(move |addr| {
-                    let _ = ready_tx.send(addr);
-                })),
-            };
-            if let Err(e) = crate::daemon::run(loaded, options) {
-                eprintln!("meshd: {e}");
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    let addr = ready_rx.recv_timeout(Duration::from_secs(15)).map_err(|_| "meshd did not become ready within 15 s".to_string())?;
+    let addr = start_in_thread(&dir)?;
     println!("meshd               http://{addr}  serving servicer {}\n", servicer_key.address_hex);
 
     let client = RelayClient::new(app_key, client_key);
@@ -167,4 +150,27 @@ pub fn run(relays: usize) -> Result<i32, String> {
     println!("{}", if ok { "demo OK" } else { "demo FAILED" });
     let _ = std::fs::remove_dir_all(&dir);
     Ok(if ok { 0 } else { 1 })
+}
+
+/// Load the data dir `dir` and run meshd on its own thread (the demos); returns the relay
+/// listener's address once the daemon reports ready (every listener is bound by then).
+pub(crate) fn start_in_thread(dir: &Path) -> Result<std::net::SocketAddr, String> {
+    let loaded = crate::config::load(dir, None).map_err(|e| format!("demo config: {e}"))?;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("meshd".into())
+        .spawn(move || {
+            let options = crate::daemon::StartOptions {
+                simulate_relay: false,
+                queue: None,
+                on_ready: Some(Box::new(move |addr| {
+                    let _ = ready_tx.send(addr);
+                })),
+            };
+            if let Err(e) = crate::daemon::run(loaded, options) {
+                eprintln!("meshd: {e}");
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    ready_rx.recv_timeout(Duration::from_secs(15)).map_err(|_| "meshd did not become ready within 15 s".to_string())
 }

@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -210,25 +209,8 @@ pub fn run(relays: usize, redis_url: Option<&str>) -> Result<i32, String> {
     write("supplier_keys.json", &json!(keys.suppliers.iter().map(|k| hex::encode(k.signing_key().to_bytes())).collect::<Vec<_>>()))?;
     println!("meshd data dir       {}", dir.display());
 
-    let loaded = crate::config::load(&dir, None).map_err(|e| format!("demo config: {e}"))?;
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("meshd".into())
-        .spawn(move || {
-            let options = crate::daemon::StartOptions {
-                simulate_relay: false,
-                queue: None,
-                on_ready: Some(Box::new(move |addr| {
-                    let _ = ready_tx.send(addr);
-                })),
-            };
-            if let Err(e) = crate::daemon::run(loaded, options) {
-                eprintln!("meshd: {e}");
-            }
-        })
-        .map_err(|e| e.to_string())?;
     // The Shannon listener is bound before the daemon reports ready.
-    ready_rx.recv_timeout(Duration::from_secs(15)).map_err(|_| "meshd did not become ready within 15 s".to_string())?;
+    crate::demo::start_in_thread(&dir)?;
     let url = format!("http://{listen}/");
     println!("meshd                {url}  Shannon supplier endpoint for");
     for (i, k) in keys.suppliers.iter().enumerate() {

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -198,23 +198,7 @@ impl Edge {
     }
 
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_meshd"))
-            .args(["start", "--datadir"])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn meshd");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(self.listen).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("meshd exited with {status}:\n{}", self.log_tail());
-            }
-            assert!(Instant::now() < deadline, "the Shannon listener did not open within 60 s:\n{}", self.log_tail());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(common::launch_meshd(&self.dir, &self.log, self.listen.port()));
     }
 
     fn kill(&mut self) {

@@ -54,24 +54,7 @@ impl Gateway {
     }
 
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_meshd"))
-            .args(["start", "--datadir"])
-            .arg(&self.dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn meshd");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(self.listen).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("meshd exited with {status}:\n{}", self.log_tail());
-            }
-            assert!(Instant::now() < deadline, "gateway did not listen within 60 s:\n{}", self.log_tail());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(common::launch_meshd(&self.dir, &self.log, self.listen.port()));
     }
 
     /// SIGKILL: no chance to flush anything.
