@@ -159,11 +159,13 @@ pub fn pending_key(servicer_address: &[u8; 20], seq: u64) -> PendingKey {
 }
 
 /// Big-endian with the sign bit flipped: byte order equals numeric order for every i64.
-fn height_bytes(height: i64) -> [u8; 8] {
+pub(crate) fn height_bytes(height: i64) -> [u8; 8] {
     ((height as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-fn proof_key(session_height: i64, proof_hash: &[u8; 32]) -> [u8; 40] {
+/// Session height ‖ a 32-byte hash: keys ordered by height, so a height range is pruned with
+/// one `delete_range` (the proofs index; the Shannon queue's served-request index).
+pub(crate) fn proof_key(session_height: i64, proof_hash: &[u8; 32]) -> [u8; 40] {
     let mut key = [0u8; 40];
     key[..8].copy_from_slice(&height_bytes(session_height));
     key[8..].copy_from_slice(proof_hash);

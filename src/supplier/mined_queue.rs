@@ -17,6 +17,7 @@ use heed::{CommitOrAbort, Database, MdbError, PutFlags, RwTxn};
 use serde::{Deserialize, Serialize};
 
 use crate::queue::record::{decode_versioned, encode_versioned};
+use crate::queue::store::{height_bytes, proof_key};
 use crate::queue::{ExtraWrite, Room, Store, WriteOp, WriteResult, Writer};
 
 /// One mined relay waiting for the hand-off: the fields of pocket-relay-miner's
@@ -76,18 +77,6 @@ impl DeadMined {
     pub fn decode(bytes: &[u8]) -> Result<DeadMined, String> {
         decode_versioned(bytes, "dead mined relay").map(|StoredDeadMined::V1(r)| r)
     }
-}
-
-/// Order-preserving bytes of a signed height.
-fn height_key(height: i64) -> [u8; 8] {
-    ((height as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn seen_key(session_end: i64, request_hash: &[u8; 32]) -> [u8; 40] {
-    let mut key = [0u8; 40];
-    key[..8].copy_from_slice(&height_key(session_end));
-    key[8..].copy_from_slice(request_hash);
-    key
 }
 
 #[derive(Clone, Copy)]
@@ -298,7 +287,7 @@ impl ExtraWrite for Append {
         if !room.take(bytes.len() as u64 + 256) {
             return Ok(WriteResult::Full);
         }
-        match self.dbs.seen.put_with_flags(wtxn, PutFlags::NO_OVERWRITE, &seen_key(self.relay.session_end, &self.request_hash), &()) {
+        match self.dbs.seen.put_with_flags(wtxn, PutFlags::NO_OVERWRITE, &proof_key(self.relay.session_end, &self.request_hash), &()) {
             Err(heed::Error::Mdb(MdbError::KeyExist)) => Ok(WriteResult::Duplicate),
             Err(e) => Err(e),
             Ok(()) => {
@@ -361,7 +350,7 @@ struct PruneSeen {
 
 impl ExtraWrite for PruneSeen {
     fn apply(&self, wtxn: &mut RwTxn, _room: &mut Room) -> heed::Result<WriteResult> {
-        let end = height_key(self.below);
+        let end = height_bytes(self.below);
         let range: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(&end[..]));
         self.dbs.seen.delete_range(wtxn, &range)?;
         Ok(WriteResult::Done)
