@@ -83,6 +83,9 @@ pub struct Edge {
     listener: RefCell<Option<Server>>,
     /// Relays being handled now (a graceful shutdown waits for them).
     in_flight: Cell<usize>,
+    /// The largest grace period (blocks) of any session served: served-request hashes of
+    /// sessions ended longer ago than that can no longer be replayed and are pruned.
+    max_grace_blocks: Cell<Option<u64>>,
 }
 
 impl Edge {
@@ -117,6 +120,19 @@ impl Edge {
     pub(crate) fn track(&self) -> InFlight<'_> {
         self.in_flight.set(self.in_flight.get() + 1);
         InFlight(&self.in_flight)
+    }
+
+    /// A session with this grace period (blocks) was served.
+    pub(crate) fn note_grace(&self, blocks: u64) {
+        if self.max_grace_blocks.get().is_none_or(|g| g < blocks) {
+            self.max_grace_blocks.set(Some(blocks));
+        }
+    }
+
+    /// Below which session end height a served request can no longer be accepted again: the
+    /// grace check refuses it (`current > end + grace`), so its replay index entry can go.
+    pub fn prune_below(&self) -> Option<i64> {
+        Some(replay_horizon(self.sessions.height().get()?, self.max_grace_blocks.get()?))
     }
 
     pub fn count_refusal(&self, reason: &'static str) {
@@ -168,6 +184,7 @@ pub fn start(
         listen_addr: Cell::new(None),
         listener: RefCell::new(None),
         in_flight: Cell::new(0),
+        max_grace_blocks: Cell::new(None),
     });
     edge.set_keys(keys);
     let limits = Limits::from_settings(client_settings, settings.max_body_bytes);
@@ -175,6 +192,7 @@ pub fn start(
     let listener = Server::bind("shannon", &settings.listen.to_string(), limits, ex, server::handler(move |r| relay::serve(serving.clone(), r)))
         .map_err(|e| format!("shannon.listen: {e}"))?;
     edge.listen_addr.set(Some(listener.addr()));
+    ex.spawn(prune_seen_loop(edge.clone())).detach();
     *edge.listener.borrow_mut() = Some(listener);
     log::info!(
         "event=shannon_ready listen={} suppliers={} services={} full_nodes={} redis={:?}",
@@ -228,4 +246,43 @@ pub(crate) fn payload_call(payload: &[u8], pocket: Option<(&SessionHeader, &str)
 /// The response payload: the backend's answer as a deterministic `POKTHTTPResponse` (§1.4).
 pub(crate) fn response_payload(answer: &backend::BackendAnswer) -> Vec<u8> {
     POKTHTTPResponse::from_parts(answer.status, answer.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), answer.body.clone()).encode()
+}
+
+/// Sessions ending below this height are past their grace window at `height` (`height > end +
+/// grace` for every end below it), so no relay of theirs is accepted any more.
+fn replay_horizon(height: i64, grace_blocks: u64) -> i64 {
+    height.saturating_sub(i64::try_from(grace_blocks).unwrap_or(i64::MAX)).saturating_sub(1)
+}
+
+/// How often the replay index of served requests is pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Forget served-request hashes of sessions past every grace window (see [`Edge::prune_below`]).
+async fn prune_seen_loop(edge: Rc<Edge>) {
+    loop {
+        async_io::Timer::after(PRUNE_INTERVAL).await;
+        if let Some(below) = edge.prune_below() {
+            if let crate::queue::WriteResult::Refused(e) = edge.queue.prune_seen(below).await {
+                log::warn!("event=shannon_prune_failed below_session_end={below} error={e:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_horizon_keeps_every_session_still_in_its_grace_window() {
+        let (height, grace) = (130, 10);
+        let below = replay_horizon(height, grace);
+        // Every session that may still be served ends at `below` or later: none of it is pruned.
+        for end in below - 20..=height {
+            let servable = height <= end + grace as i64;
+            assert!(!servable || end >= below, "end {end} is servable and must not be pruned");
+        }
+        assert!(height > (below - 1) + grace as i64, "the newest pruned end is past its grace");
+        assert_eq!(replay_horizon(5, u64::MAX), i64::MIN + 5, "no overflow");
+    }
 }

@@ -201,6 +201,7 @@ async fn handle(edge: &Edge, req: &Request) -> Result<Served, Refused> {
     // the grace window (item 1); then the supplier must be in the session (item 4).
     let info = edge.sessions.session(&header).await.map_err(|e| refuse(session_refusal(e)))?;
     info.check_supplier(&supplier).map_err(|e| refuse(session_refusal(e)))?;
+    edge.note_grace(info.params.grace_period_end_offset_blocks);
     // §2.1: parse, every key inside must be an expected ring member, then verify over the
     // signable hash of the re-encoded request.
     let sig = ring::RingSignature::parse(&relay_req.meta.signature).map_err(|e| refuse(Refusal::BadSignature(e.to_string())))?;
