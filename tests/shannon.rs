@@ -282,6 +282,16 @@ impl Edge {
         body
     }
 
+    /// The private health route (on the relay port, token from the file meshd created).
+    fn health(&self) -> Value {
+        let config: Value = serde_json::from_slice(&std::fs::read(self.dir.join("config.json")).unwrap()).unwrap();
+        let token: Value = serde_json::from_slice(&std::fs::read(self.dir.join("auth/mesh.json")).unwrap()).unwrap();
+        let url = format!("http://127.0.0.1:{}/v1/private/mesh/health", config["rpc_port"].as_str().unwrap());
+        let (status, _, body) = common::http("GET", &url, &[("Authorization", token["Value"].as_str().unwrap())], b"");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
     fn stream_of(&self, supplier: usize) -> Vec<MinedRelayMessage> {
         self.redis.stream(&format!("ha:relays:{}", self.suppliers[supplier].address()))
     }
@@ -345,6 +355,13 @@ fn relays_are_verified_signed_mined_committed_and_handed_to_redis_streams() {
     std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("metrics-scrape-shannon.txt"), &metrics).unwrap();
     assert!(metrics.contains("meshd_shannon_relays_served_total{moniker=\"geo-mesh-node\"} 12"), "{metrics}");
     assert!(metrics.contains("meshd_shannon_relays_mined_total{moniker=\"geo-mesh-node\"} 12"), "{metrics}");
+    let health = edge.health();
+    let sh = &health["shannon"];
+    assert_eq!(sh["counters"]["served"], 12, "{health}");
+    assert_eq!(sh["suppliers"].as_array().unwrap().len(), 3, "{health}");
+    assert_eq!(sh["sessions_cached"], 1, "{health}");
+    assert_eq!(sh["handoff"]["redis_up"], true, "{health}");
+    assert!(wait_until(Duration::from_secs(5), || edge.health()["shannon"]["queue"]["pending"] == 0), "{}", edge.health());
     assert!(
         wait_until(Duration::from_secs(5), || {
             let m = edge.scrape();

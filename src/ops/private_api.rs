@@ -172,9 +172,18 @@ async fn health(app: &Rc<App>) -> Reply {
         }
         Err(e) => (json!({"error": e}), Value::Null),
     };
+    let shannon = match app.shannon.borrow().clone() {
+        Some(edge) => {
+            let queue = edge.queue.clone();
+            let stored = smol::unblock(move || queue.counts()).await;
+            edge.status_json(stored)
+        }
+        None => Value::Null,
+    };
     let c = &app.counters;
     json_reply(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "shannon": shannon,
         "full_nodes": fleet.nodes.len(),
         "healthy_nodes": healthy_nodes,
         "servicers": fleet.servicer_count(),

@@ -135,6 +135,44 @@ impl Edge {
         Some(replay_horizon(self.sessions.height().get()?, self.max_grace_blocks.get()?))
     }
 
+    /// The `shannon` object of the private health route (`stored`: the mined queue's counts,
+    /// read off the executor by the caller).
+    pub fn status_json(&self, stored: Result<mined_queue::MinedCounts, String>) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let h = &self.handoff.stats;
+        let c = &self.counters;
+        let height = self.sessions.height();
+        serde_json::json!({
+            "listen": self.listen_addr.get().map(|a| a.to_string()),
+            "suppliers": self.supplier_addresses(),
+            "height": height.get(),
+            "height_age_ms": height.age().map(|a| a.as_millis() as u64),
+            "full_node": crate::config::redact_userinfo(self.sessions.client().preferred_url()),
+            "sessions_cached": self.sessions.len(),
+            "in_flight": self.in_flight(),
+            "counters": {
+                "served": c.served.get(),
+                "mined": c.mined.get(),
+                "not_claimable": c.not_claimable.get(),
+                "refused": c.refused.get(),
+            },
+            "refused_by_reason": *self.refusals.borrow(),
+            "handoff": {
+                "redis_up": h.redis_up.load(Relaxed),
+                "handed_off": h.handed_off.load(Relaxed),
+                "already_in_stream": h.already_in_stream.load(Relaxed),
+                "refused": h.refused.load(Relaxed),
+                "dead_lettered": h.dead_lettered.load(Relaxed),
+                "redis_failures": h.redis_failures.load(Relaxed),
+                "last_error": crate::ops::redact::scrub(&h.last_error.lock().unwrap_or_else(|p| p.into_inner())),
+            },
+            "queue": match stored {
+                Ok(q) => serde_json::json!({"pending": q.pending, "dead": q.dead, "served_requests_remembered": q.seen}),
+                Err(e) => serde_json::json!({"error": e}),
+            },
+        })
+    }
+
     pub fn count_refusal(&self, reason: &'static str) {
         *self.refusals.borrow_mut().entry(reason).or_insert(0) += 1;
     }
