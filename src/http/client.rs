@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_lite::future;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::pki_types::ServerName;
@@ -34,6 +34,7 @@ use hyper::{Method, Request, Uri};
 use smol_hyper::rt::FuturesIo;
 
 use crate::base64::encode as base64;
+use crate::http::deadline::Deadline;
 
 /// How long a resolved name is trusted. Short, so a moved upstream is followed quickly, but long
 /// enough that a busy node resolves each upstream a couple of times a minute at most.
@@ -319,7 +320,7 @@ impl Client {
             .spawn(async move {
                 let ready = async { sender.ready().await.is_ok() };
                 let late = async {
-                    Timer::after(RETURN_WAIT).await;
+                    Deadline::after(RETURN_WAIT).await;
                     false
                 };
                 if future::or(ready, late).await {
@@ -662,7 +663,7 @@ async fn read_body(mut body: Incoming, declared: Option<u64>, limit: u64) -> Res
 /// since HTTP/1.1 cannot abandon one request and keep the connection) and `late()` is returned.
 async fn within<T>(fut: impl Future<Output = Result<T, ClientError>>, deadline: Instant, late: fn() -> ClientError) -> Result<T, ClientError> {
     future::or(fut, async move {
-        Timer::at(deadline).await;
+        Deadline::at(deadline).await;
         Err(late())
     })
     .await
@@ -974,7 +975,7 @@ mod tests {
         let (ex, client) = client_with(settings);
         run(ex, async {
             client.send(Outgoing::new("GET", &server.url("/"))).await.unwrap();
-            Timer::after(Duration::from_millis(120)).await;
+            async_io::Timer::after(Duration::from_millis(120)).await;
             client.send(Outgoing::new("GET", &server.url("/"))).await.unwrap();
         });
         assert_eq!(server.connections.load(SeqCst), 2);

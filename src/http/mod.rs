@@ -1,8 +1,10 @@
 //! HTTP on the executor: one server for every listener ([`server`]) and one keep-alive client
 //! for every outbound call ([`client`]), both hyper `http1` over async-io on the single
-//! `LocalExecutor` thread; the relay listener's [`router`] and the answer shapes ([`reply`]).
+//! `LocalExecutor` thread; the relay listener's [`router`] and the answer shapes ([`reply`]);
+//! their per-request timeouts share one coarse timer ([`deadline`]).
 
 pub mod client;
+pub(crate) mod deadline;
 pub mod reply;
 pub mod router;
 pub mod server;

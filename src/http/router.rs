@@ -22,7 +22,7 @@ pub async fn serve(app: Rc<App>, mut request: Request) -> Response {
     let body = std::mem::take(&mut request.body);
     let timeout = Duration::from_millis(app.settings.client_rpc_timeout.max(1));
     let reply = futures_lite::future::or(route(&app, &request, body), async move {
-        async_io::Timer::after(timeout).await;
+        crate::http::deadline::Deadline::after(timeout).await;
         http_error(503, "server Timeout Handling Request")
     })
     .await;

@@ -35,6 +35,8 @@ use futures_lite::FutureExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 
+use crate::http::deadline::Deadline;
+
 /// Largest request head (request line and headers) any listener reads: far above what a
 /// relay client sends, small enough that a thousand connections cannot exhaust memory.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -483,7 +485,7 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &R
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(smol_hyper::rt::SmolTimer::new())
+        .timer(crate::http::deadline::CoarseTimer)
         .header_read_timeout(shared.limits.header_timeout)
         .max_buf_size(shared.limits.max_head_bytes.max(8192))
         .keep_alive(true);
@@ -538,7 +540,7 @@ async fn answer(request: hyper::Request<Incoming>, peer: SocketAddr, shared: &Sh
         return too_large();
     }
     let read = async { Some(Limited::new(body, limit.min(usize::MAX as u64) as usize).collect().await) }.or(async {
-        Timer::after(shared.limits.body_timeout).await;
+        Deadline::after(shared.limits.body_timeout).await;
         None
     });
     let body = match read.await {
@@ -664,7 +666,7 @@ impl HeadScan {
 struct GuardedStream {
     stream: Async<TcpStream>,
     limit: Duration,
-    timer: Option<Timer>,
+    timer: Option<Deadline>,
     timed_out: Rc<Cell<bool>>,
     heads: HeadScan,
     smuggling: Rc<Cell<bool>>,
@@ -678,7 +680,7 @@ impl GuardedStream {
     /// `poll` made no progress: arm the deadline (once) and fail when it passes.
     fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let limit = self.limit;
-        let timer = self.timer.get_or_insert_with(|| Timer::after(limit));
+        let timer = self.timer.get_or_insert_with(|| Deadline::after(limit));
         if Pin::new(timer).poll(cx).is_ready() {
             self.timed_out.set(true);
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "write deadline passed")));

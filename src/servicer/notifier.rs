@@ -1,7 +1,14 @@
 //! Notifier: drains the durable queue to the servicer nodes (`POST /v1/private/mesh/relay`).
 //!
 //! One dispatcher per node walks its servicers' FIFOs in LMDB and keeps at most
-//! [`IN_FLIGHT_PER_NODE`] notifies in flight. Answers decide what happens to a record:
+//! [`IN_FLIGHT_PER_NODE`] notifies in flight. A notify's slot is freed as soon as the servicer
+//! answers; the record's queue update (its deletion, mostly) is then committed by the group
+//! writer while the next notifies are already on the wire, so deletions share fsyncs instead of
+//! each one holding a slot through its own (`bench/run.sh drain`). Until that commit the record
+//! stays marked in flight, so no scan sends it again; at most [`UNSETTLED_PER_NODE`] records
+//! per node are notified or waiting for their commit. A crash before the commit loses nothing:
+//! the record is still queued and its next notify is answered 37 (already known), which counts
+//! as delivered. Answers decide what happens to a record:
 //! - accepted, or 37 (the servicer already has the proof) → deleted;
 //! - a non-retryable code → dead-letter store with the servicer's reason;
 //! - a retryable code → retried with backoff between `servicer_retry_wait_min/max`; after
@@ -35,6 +42,8 @@ use crate::servicer::fleet::{Fleet, Node};
 
 /// Notifies in flight per servicer node.
 pub const IN_FLIGHT_PER_NODE: usize = 8;
+/// Records of one node that are being notified or whose answer awaits its queue commit.
+pub const UNSETTLED_PER_NODE: usize = 512;
 /// Records read from LMDB per dispatcher pass.
 pub const SCAN_BATCH: usize = 64;
 /// Retry interval once a relay has used its `servicer_retry_max_times` attempts.
@@ -103,6 +112,7 @@ pub fn backoff(attempt: u32, wait_min_ms: u64, wait_max_ms: u64) -> Duration {
 
 async fn dispatch(app: Rc<App>, id: u64, ex: &'static smol::LocalExecutor<'static>) {
     let permits = std::sync::Arc::new(smol::lock::Semaphore::new(IN_FLIGHT_PER_NODE));
+    let unsettled = std::sync::Arc::new(smol::lock::Semaphore::new(UNSETTLED_PER_NODE));
     loop {
         // The current snapshot of the node: its addresses may have changed with a reload.
         let Some(node) = app.fleet().node(id).cloned() else {
@@ -156,14 +166,15 @@ async fn dispatch(app: Rc<App>, id: u64, ex: &'static smol::LocalExecutor<'stati
             if lane.paused_until.get().is_some() || rt.is_retired() {
                 break;
             }
+            let unsettled = unsettled.acquire_arc().await;
             let permit = permits.acquire_arc().await;
             lane.in_flight.borrow_mut().insert(key);
             let (app, node) = (app.clone(), node.clone());
             ex.spawn(async move {
-                deliver(&app, &node, key, record).await;
+                deliver(&app, &node, key, record, permit).await;
                 let lane = &node.rt.lane;
                 lane.in_flight.borrow_mut().remove(&key);
-                drop(permit);
+                drop(unsettled);
                 lane.wake.notify(1);
             })
             .detach();
@@ -171,7 +182,9 @@ async fn dispatch(app: Rc<App>, id: u64, ex: &'static smol::LocalExecutor<'stati
     }
 }
 
-async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedRelay, String>) {
+/// Notify one record and apply the answer. `slot` (the node's notify slot) is given back as
+/// soon as the answer is in, before the queue update commits.
+async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedRelay, String>, slot: smol::lock::SemaphoreGuardArc) {
     let lane = &node.rt.lane;
     let mut record = match record {
         Ok(record) => record,
@@ -181,6 +194,7 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
             if let Ok(address) = <[u8; 20]>::try_from(&key[..20]) {
                 app.states.dead_lettered(address, "", 0, &decode_error);
             }
+            drop(slot);
             return settle(app, WriteOp::DeadLetter(key, decode_error)).await;
         }
     };
@@ -195,12 +209,12 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
         NotifyOutcome::NodeDown(why) => app.url_failed(node, &url, why),
         _ => app.url_ok(node, &url),
     }
-    match outcome {
+    let update = match outcome {
         NotifyOutcome::Accepted => {
             node_recovered(app, node, lane);
             app.states.notify_ok(record.servicer_address, node_name);
             Counters::inc(&app.counters.notified);
-            settle(app, WriteOp::Delivered(key)).await;
+            Some(WriteOp::Delivered(key))
         }
         NotifyOutcome::Rejected(e) if e.code == 37 => {
             // The servicer already holds this proof (e.g. a notify whose answer was lost when
@@ -209,7 +223,7 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
             app.states.notify_ok(record.servicer_address, node_name);
             Counters::inc(&app.counters.notify_already_known);
             logline::note(log::Level::Info, "notify_already_known", &[("servicer", &servicer)], &[("chain", &record.chain)]);
-            settle(app, WriteOp::Delivered(key)).await;
+            Some(WriteOp::Delivered(key))
         }
         NotifyOutcome::Rejected(e) => {
             node_recovered(app, node, lane);
@@ -225,12 +239,13 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
             app.states.dead_lettered(record.servicer_address, &record.chain, record.session_height, &reason);
             record.attempts += 1;
             record.last_error = reason.clone();
-            settle(app, WriteOp::DeadLetterTried(key, Box::new(record), reason)).await;
+            Some(WriteOp::DeadLetterTried(key, Box::new(record), reason))
         }
         NotifyOutcome::NodeDown(why) if node.has_usable_url() => {
             // Another URL of the node is usable: the record stays pending and the next pass
             // sends it there (the failed URL is benched, so `App::endpoint` moves on).
             log::debug!("event=notify_url_down node={} url={} reason={why:?}", node.name, app.shown_url(&url));
+            None
         }
         NotifyOutcome::NodeDown(why) => {
             if lane.consecutive_failures.get() == 0 {
@@ -245,6 +260,7 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
             if failures == 1 || failures % 100 == 0 {
                 log::warn!("event=notify_node_down node={} failures={failures} pause_ms={} reason={why:?}", node.name, pause.as_millis());
             }
+            None
         }
         NotifyOutcome::RetryRelay(why) => {
             node_recovered(app, node, lane);
@@ -271,8 +287,14 @@ async fn deliver(app: &App, node: &Node, key: PendingKey, record: Result<QueuedR
                 record.not_before_ms = now_ms() + SLOW_LANE.as_millis() as u64;
                 WriteOp::Reschedule(key, Box::new(record))
             };
-            settle(app, op).await;
+            Some(op)
         }
+    };
+    // The node's state is up to date (a pause is set before another notify can start): free
+    // the slot, then commit the record's update.
+    drop(slot);
+    if let Some(op) = update {
+        settle(app, op).await;
     }
 }
 
