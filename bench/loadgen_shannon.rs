@@ -163,7 +163,8 @@ impl Relays {
         for i in 0..a {
             let (app, gw) = (app_key(i), gateway_key(i));
             let addresses = ring_addresses(app.address(), &[gw.address().to_string()], &[], 0);
-            let ring = ring_pubkeys(&addresses, |x| [&app, &gw].into_iter().find(|k| k.address() == x).map(|k| *k.pubkey())).ok_or("ring: a member key is missing")?;
+            let ring =
+                ring_pubkeys(&addresses, |x| [&app, &gw].into_iter().find(|k| k.address() == x).map(|k| *k.pubkey())).ok_or("ring: a member key is missing")?;
             let header = headers(app.address())?;
             apps.push((gw, ring, header));
         }

@@ -13,13 +13,22 @@
 //!   right-aligned reduction rejects the signatures whose computation hit that case.
 //! - hash-to-curve is SHA3-256 of the compressed key, read as an x coordinate with the even y,
 //!   re-hashing the digest until a point exists (at most 128 tries).
+//!
+//! Cost (bench/RESULTS.md "Shannon supplier edge"): a ring member's decoded point and H_p, and a
+//! signer's decoded key image, depend only on their 33 bytes (§2.1: "it can be cached per ring
+//! member"), and an application's ring is the same few keys for every relay; they are kept in a
+//! small per-thread cache once a signature using them has verified. Lᵢ and Rᵢ are brought to
+//! affine form together (one field inversion for both).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use k256::elliptic_curve::bigint::{Encoding, U512};
 use k256::elliptic_curve::ops::{LinearCombination, Reduce};
 use k256::elliptic_curve::point::DecompressPoint;
 use k256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use k256::elliptic_curve::subtle::Choice;
-use k256::elliptic_curve::PrimeField;
+use k256::elliptic_curve::{BatchNormalize, PrimeField};
 use k256::{AffinePoint, EncodedPoint, FieldBytes, ProjectivePoint, Scalar, U256};
 use sha3::{Digest, Sha3_256, Sha3_512};
 
@@ -115,8 +124,13 @@ pub fn decode_point(bytes: &[u8]) -> Result<ProjectivePoint, RingError> {
 
 /// go-dleq `Encode`: 33-byte compressed; the point at infinity comes out as `02‖00…00` (§2.1).
 pub fn encode_point(p: &ProjectivePoint) -> [u8; POINT_LEN] {
+    encode_affine(&p.to_affine())
+}
+
+/// [`encode_point`] of a point already in affine form.
+fn encode_affine(p: &AffinePoint) -> [u8; POINT_LEN] {
     let mut out = [0u8; POINT_LEN];
-    let ep = p.to_affine().to_encoded_point(true);
+    let ep = p.to_encoded_point(true);
     let bytes = ep.as_bytes();
     if bytes.len() == POINT_LEN {
         out.copy_from_slice(bytes);
@@ -156,6 +170,26 @@ fn reduce_mod_p(h: [u8; 32]) -> [u8; 32] {
     }
 }
 
+/// Entries kept per thread in each cache (module doc); a full cache is emptied and refilled.
+const CACHE_MAX: usize = 1024;
+
+thread_local! {
+    /// Ring member key → (decoded point, H_p).
+    static MEMBERS: RefCell<HashMap<[u8; POINT_LEN], (ProjectivePoint, ProjectivePoint)>> = RefCell::new(HashMap::new());
+    /// Key image → decoded point.
+    static IMAGES: RefCell<HashMap<[u8; POINT_LEN], ProjectivePoint>> = RefCell::new(HashMap::new());
+}
+
+fn cache_put<V>(cache: &'static std::thread::LocalKey<RefCell<HashMap<[u8; POINT_LEN], V>>>, key: [u8; POINT_LEN], value: V) {
+    cache.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHE_MAX && !c.contains_key(&key) {
+            c.clear();
+        }
+        c.insert(key, value);
+    });
+}
+
 /// One ring member as carried inside the signature.
 #[derive(Debug, Clone)]
 pub struct RingMember {
@@ -164,6 +198,8 @@ pub struct RingMember {
     /// The member's public key, as the 33 compressed bytes received.
     pub pubkey: [u8; POINT_LEN],
     point: ProjectivePoint,
+    /// H_p(Pᵢ), when the cache had it.
+    hp: Option<ProjectivePoint>,
 }
 
 /// A parsed ring-go signature: `[4B BE n][32B c₀][33B key image][n × (32B sᵢ ‖ 33B Pᵢ)]` (§2.1).
@@ -200,14 +236,20 @@ impl RingSignature {
         let c = decode_scalar(&bytes[4..4 + SCALAR_LEN]);
         let mut key_image = [0u8; POINT_LEN];
         key_image.copy_from_slice(&bytes[4 + SCALAR_LEN..header]);
-        let image = decode_point(&key_image)?;
+        let image = match IMAGES.with(|c| c.borrow().get(&key_image).copied()) {
+            Some(p) => p,
+            None => decode_point(&key_image)?,
+        };
         let mut members = Vec::with_capacity(n);
         for chunk in bytes[header..].chunks_exact(SCALAR_LEN + POINT_LEN) {
             let s = decode_scalar(&chunk[..SCALAR_LEN]);
             let mut pubkey = [0u8; POINT_LEN];
             pubkey.copy_from_slice(&chunk[SCALAR_LEN..]);
-            let point = decode_point(&pubkey)?;
-            members.push(RingMember { s, pubkey, point });
+            let (point, hp) = match MEMBERS.with(|c| c.borrow().get(&pubkey).copied()) {
+                Some((point, hp)) => (point, Some(hp)),
+                None => (decode_point(&pubkey)?, None),
+            };
+            members.push(RingMember { s, pubkey, point, hp });
         }
         Ok(RingSignature { c, key_image, image, members })
     }
@@ -226,18 +268,31 @@ impl RingSignature {
     /// Verification with a chosen reduction; only for showing the quirk matters.
     pub fn verify_with(&self, msg: &[u8; 32], reduction: Reduction) -> Result<(), RingError> {
         let mut c = self.c;
+        let mut computed = Vec::new();
         for m in &self.members {
             // Lᵢ = cᵢ·Pᵢ + sᵢ·G ;  Rᵢ = cᵢ·I + sᵢ·H_p(Pᵢ) ;  cᵢ₊₁ = H(m ‖ Lᵢ ‖ Rᵢ)
-            let hp = hash_to_curve(&m.pubkey)?;
+            let hp = match m.hp {
+                Some(hp) => hp,
+                None => {
+                    let hp = hash_to_curve(&m.pubkey)?;
+                    computed.push((m.pubkey, (m.point, hp)));
+                    hp
+                }
+            };
             let l = ProjectivePoint::lincomb(&m.point, &c, &ProjectivePoint::GENERATOR, &m.s);
             let r = ProjectivePoint::lincomb(&self.image, &c, &hp, &m.s);
-            c = hash_to_scalar(&[msg, &encode_point(&l), &encode_point(&r)], reduction)?;
+            let [l, r] = <ProjectivePoint as BatchNormalize<[ProjectivePoint; 2]>>::batch_normalize(&[l, r]);
+            c = hash_to_scalar(&[msg, &encode_affine(&l), &encode_affine(&r)], reduction)?;
         }
-        if c == self.c {
-            Ok(())
-        } else {
-            Err(RingError::Mismatch)
+        if c != self.c {
+            return Err(RingError::Mismatch);
         }
+        // Only keys of a signature that verified are remembered (module doc).
+        for (key, value) in computed {
+            cache_put(&MEMBERS, key, value);
+        }
+        cache_put(&IMAGES, self.key_image, self.image);
+        Ok(())
     }
 }
 
@@ -388,6 +443,21 @@ mod tests {
         }
         // the 12 `gateway-signs-short-challenge` lines plus one `gateway-signs` line that hit it too
         assert_eq!(rejected_short, 13);
+    }
+
+    /// The per-thread caches (module doc) never change a verdict: every vector twice, the second
+    /// pass with every key and key image cached, gives the same results.
+    #[test]
+    fn shannon_ring_cache_keeps_verdicts() {
+        let vs = vectors();
+        let first: Vec<_> = vs.iter().map(|v| verify(&v.sig, &v.msg).err()).collect();
+        assert!(MEMBERS.with(|c| !c.borrow().is_empty()) && IMAGES.with(|c| !c.borrow().is_empty()));
+        let second: Vec<_> = vs.iter().map(|v| verify(&v.sig, &v.msg).err()).collect();
+        assert_eq!(first, second);
+        let v = vs.iter().find(|v| v.valid).unwrap();
+        let mut tampered = v.sig.clone();
+        tampered[80] ^= 1;
+        assert_eq!(verify(&tampered, &v.msg).err(), Some(RingError::Mismatch));
     }
 
     #[test]

@@ -221,10 +221,12 @@ async fn handle(edge: &Edge, req: &Request) -> Result<Served, Refused> {
     let eligible = info.window().reward_eligible(header.session_end_block_height, height) && answer.status < 500;
     let request_bytes = relay_req.encode();
     let relay = Relay { req: Some(relay_req), res: Some(res) };
-    let relay_hash = relay.hash();
+    // The dehydrated encoding once: hashed here, stored below (Relay::hash is SHA-256 of it, §4).
+    let dehydrated = relay.dehydrated_bytes();
+    let relay_hash = mining::relay_hash(&dehydrated);
     let mined = eligible && mining::is_mined(&relay_hash, &info.difficulty_target);
     if mined {
-        let record = super::mined_record(&header, &supplier, height, info.compute_units_per_relay, relay_hash, relay.dehydrated_bytes());
+        let record = super::mined_record(&header, &supplier, height, info.compute_units_per_relay, relay_hash, dehydrated);
         let request_hash: [u8; 32] = Sha256::digest(&request_bytes).into();
         match edge.queue.append(record, request_hash).await {
             WriteResult::Done => edge.handoff.kick(),
