@@ -491,7 +491,8 @@ fn run(o: &Opts) -> Result<(), String> {
     // before the timed phase so sessions are fetched and meshd's upstream keep-alive pools are
     // open at full concurrency; `--warm-relays 0` times session fetches too.
     // Default: every session at least once (servicers × app-clients) and 2 per connection.
-    let sessions = if sh { o.num("suppliers", 1usize)? } else { pop.servicers.len() * pop.clients.len() };
+    // Every (supplier, app) pair once, like every (servicer, app-client) pair for Morse.
+    let sessions = if sh { o.num("suppliers", 1usize)? * o.num("apps", 1usize)? } else { pop.servicers.len() * pop.clients.len() };
     let default_warm = (2 * conns).max(sessions);
     let warm_per_conn = o.num("warm-relays", default_warm)?.div_ceil(conns);
     let warm_total = warm_per_conn * conns;
