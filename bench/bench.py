@@ -79,6 +79,19 @@ def proc_sample(pid):
     return out
 
 
+def cpu_busy_ticks(cpu):
+    """Busy ticks (all but idle and iowait) of one CPU from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    v = [int(x) for x in line.split()[1:]]
+                    return sum(v[:8]) - v[3] - v[4]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def ctx_switches(pid, kinds=("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
     """Context switches summed over the live threads of a process (exited threads are lost).
     `kinds=("voluntary_ctxt_switches",)` counts only the ones meshd asked for (blocking in a
@@ -411,6 +424,7 @@ class Stack:
                         now["ctx"] = ctx_switches(self.meshd.pid)
                         now["ctx_vol"] = ctx_switches(self.meshd.pid, ("voluntary_ctxt_switches",))
                         now["threads_ticks"] = thread_ticks(self.meshd.pid)
+                        now["core_busy"] = cpu_busy_ticks(MESHD_CPU)
                     marks[ev["event"]] = (now, self.aux_ticks() + (proc_sample(p.pid) or {}).get("ticks", 0), time.monotonic())
 
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -429,6 +443,9 @@ class Stack:
             window = {"seconds": dt, "aux_core_util": (a1 - a0) / CLK_TCK / dt}
             if m0 and m1:
                 cpu_s = (m1["ticks"] - m0["ticks"]) / CLK_TCK
+                if m0.get("core_busy") is not None and m1.get("core_busy") is not None:
+                    # Whatever else ran on meshd's core meanwhile (other people's jobs on a shared machine).
+                    window["meshd_core_foreign_util"] = round(((m1["core_busy"] - m0["core_busy"]) / CLK_TCK - cpu_s) / dt, 3)
                 window.update({
                     "meshd_cpu_s": cpu_s,
                     "meshd_core_util": cpu_s / dt,
@@ -967,12 +984,18 @@ class ShStack(Stack):
 
 def sc_shcrypto(o):
     """The Shannon per-relay crypto floor on one core (loadgen `sh-crypto`, same build as meshd)."""
+    import resource
     runs, relays = int(o.get("runs", 5)), int(o.get("relays", 1000))
+    busy0, child0, t0 = cpu_busy_ticks(MESHD_CPU), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     out = subprocess.run(["taskset", "-c", MESHD_CPU, FLOOR_LOADGEN, "sh-crypto", "--relays", str(relays), "--runs", str(runs)],
                          capture_output=True, text=True, check=True, timeout=3600)
+    busy1, child1, dt = cpu_busy_ticks(MESHD_CPU), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    own = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
     r = json.loads(out.stdout)
     return {"floor_relays_per_s_median": round(r["floor_median"], 1), "floor_runs": [round(x, 1) for x in r["floor_relays_per_s"]],
-            "steps_us": r["steps"], "relays_per_run": relays, "ring_size": r["ring_size"]}
+            "steps_us": r["steps"], "relays_per_run": relays, "ring_size": r["ring_size"],
+            # Whatever else ran on the floor's core meanwhile (includes the floor's relay building).
+            "core_foreign_util": round((busy1 - busy0) / CLK_TCK / dt - own / dt, 3) if busy0 is not None and busy1 is not None else None}
 
 
 def sc_shmaxrate(o):
@@ -981,9 +1004,11 @@ def sc_shmaxrate(o):
     # 64 connections: with 16 meshd's core idled ~28 % waiting for fsync'd commits (sync durability).
     runs, relays, conns, secs = int(o.get("runs", 3)), int(o.get("relays", 20000)), int(o.get("conns", 64)), float(o.get("max_seconds", 20))
     suppliers, apps = int(o.get("suppliers", 10)), int(o.get("apps", 2))
-    floors, rates, rows = [], [], []
+    floors, rates, rows, floor_foreign = [], [], [], []
     for r in range(runs):
-        floors.append(sc_shcrypto({"runs": 1, "relays": o.get("floor_relays", 1000)})["floor_relays_per_s_median"])
+        f = sc_shcrypto({"runs": 1, "relays": o.get("floor_relays", 1000)})
+        floors.append(f["floor_relays_per_s_median"])
+        floor_foreign.append(f["core_foreign_util"])
         with ShStack(suppliers=suppliers, apps=apps) as st:
             st.start_meshd()
             s = st.sh_loadgen("--relays", relays, "--conns", conns, "--max-seconds", secs)
@@ -991,12 +1016,13 @@ def sc_shmaxrate(o):
         non200 = sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["io_errors"].values())
         rates.append(s["ok_per_s"])
         row = brief(s)
-        row.update({"non_200": non200, "shannon": m, "warm_relays_200": s.get("warm_relays_200")})
+        row.update({"non_200": non200, "shannon": m, "warm_relays_200": s.get("warm_relays_200"),
+                    "meshd_core_foreign_util": (s.get("window") or {}).get("meshd_core_foreign_util")})
         rows.append(row)
         log(f"shmaxrate run {r}: floor {floors[-1]:.0f}/s, meshd {rates[-1]:.0f}/s, non-200 {non200}, core util {(s.get('window') or {}).get('meshd_core_util')}")
     fm, rm = med(floors), med(rates)
     return {"meshd_ok_per_s_median": round(rm, 1), "floor_median": fm, "ratio": round(rm / fm, 3) if fm else None, "goal_ratio": 0.6,
-            "non_200_total": sum(x["non_200"] for x in rows), "floors": floors, "runs": rows,
+            "non_200_total": sum(x["non_200"] for x in rows), "floors": floors, "floor_core_foreign_util": floor_foreign, "runs": rows,
             "params": {"runs": runs, "relays": relays, "conns": conns, "max_seconds": secs, "suppliers": suppliers, "apps": apps}}
 
 
@@ -1027,6 +1053,7 @@ def sc_shload500(o):
                 "service_p50_ms": s["service"]["p50_us"] / 1e3,
                 "meshd_cpu_us_per_relay": w.get("meshd_cpu_us_per_ok_relay"), "by_thread": w.get("meshd_cpu_us_per_ok_relay_by_thread"),
                 "meshd_core_util": w.get("meshd_core_util"), "aux_core_util": w.get("aux_core_util"),
+                "meshd_core_foreign_util": w.get("meshd_core_foreign_util"),
                 "ready_ms": round(ready * 1e3, 1), "threads_idle": idle["Threads"], "rss_anon_idle_kb": idle["RssAnon"],
                 "peak_threads": w.get("peak_Threads"), "peak_threads_whole_run": st.sampler.peak("Threads"),
                 "peak_thread_names": st.sampler.peak_thread_names,
