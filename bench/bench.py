@@ -79,6 +79,19 @@ def proc_sample(pid):
     return out
 
 
+def cpu_busy_ticks(cpu):
+    """Busy ticks (all but idle and iowait) of one CPU from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    v = [int(x) for x in line.split()[1:]]
+                    return sum(v[:8]) - v[3] - v[4]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def ctx_switches(pid, kinds=("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
     """Context switches summed over the live threads of a process (exited threads are lost).
     `kinds=("voluntary_ctxt_switches",)` counts only the ones meshd asked for (blocking in a
@@ -392,6 +405,10 @@ class Stack:
         url = self.chain_url + "/" if direct else f"http://127.0.0.1:{self.port}/v1/client/relay"
         cmd = ["taskset", "-c", AUX_CPU, LOADGEN, "run", "--url", url, "--servicers", str(self.servicers),
                "--apps", str(self.apps)] + (["--direct"] if direct else []) + [str(a) for a in args]
+        return self.run_loadgen(cmd, timeout)
+
+    def run_loadgen(self, cmd, timeout=7200):
+        """Run a `loadgen run` command line; its summary plus meshd CPU/memory over the timed window."""
         marks = {}
 
         def watch(stream):
@@ -407,6 +424,7 @@ class Stack:
                         now["ctx"] = ctx_switches(self.meshd.pid)
                         now["ctx_vol"] = ctx_switches(self.meshd.pid, ("voluntary_ctxt_switches",))
                         now["threads_ticks"] = thread_ticks(self.meshd.pid)
+                        now["core_busy"] = cpu_busy_ticks(MESHD_CPU)
                     marks[ev["event"]] = (now, self.aux_ticks() + (proc_sample(p.pid) or {}).get("ticks", 0), time.monotonic())
 
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -425,6 +443,9 @@ class Stack:
             window = {"seconds": dt, "aux_core_util": (a1 - a0) / CLK_TCK / dt}
             if m0 and m1:
                 cpu_s = (m1["ticks"] - m0["ticks"]) / CLK_TCK
+                if m0.get("core_busy") is not None and m1.get("core_busy") is not None:
+                    # Whatever else ran on meshd's core meanwhile (other people's jobs on a shared machine).
+                    window["meshd_core_foreign_util"] = round(((m1["core_busy"] - m0["core_busy"]) / CLK_TCK - cpu_s) / dt, 3)
                 window.update({
                     "meshd_cpu_s": cpu_s,
                     "meshd_core_util": cpu_s / dt,
@@ -878,9 +899,216 @@ def sc_startup(o):
             "goal_ms": 150, "runs": rows, "binary_bytes": sizes}
 
 
+# ----- Shannon supplier edge (bench/README.md "Shannon supplier edge") -------------------------
+
+def start_redis(dir_, cpu=AUX_CPU, timeout=10):
+    """A `redis-server` on a free loopback port, no persistence (the central miner's streams for
+    the hand-off, as tests/shannon.rs runs it). Returns (Proc, port)."""
+    port = free_port()
+    p = Proc("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir_],
+             cpu, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return p, port
+        except OSError:
+            pass
+        time.sleep(0.05)
+    p.stop()
+    raise RuntimeError(f"redis-server did not answer on {port}")
+
+
+class ShStack(Stack):
+    """Chain sim (the service backend) + Shannon full-node sim + redis-server + a data dir with a
+    `shannon` section and N supplier keys (+ meshd once started; `port` is the Shannon listener)."""
+
+    def __init__(self, suppliers=1, apps=1, chain_delay_ms=0, shannon_extra=None, extra=None):
+        self.servicers, self.apps, self.suppliers = suppliers, apps, suppliers
+        self.dir = tempfile.mkdtemp(prefix="meshd-bench-sh-", dir=TMP)
+        self.procs, self.meshd, self.sampler = [], None, None
+        self.port = free_port()
+        chain_cmd = [SIM, "sim", "chain", "--listen", "127.0.0.1:0"] + (["--delay-ms", str(chain_delay_ms)] if chain_delay_ms else [])
+        self.chain = self._spawn("chain-sim", chain_cmd)
+        self.chain_url = "http://" + self.chain.wait_listening()
+        redis, redis_port = start_redis(self.dir)
+        self.procs.append(redis)
+        self.redis_url = f"redis://127.0.0.1:{redis_port}"
+        fn_listen = f"127.0.0.1:{free_port()}"
+        self.fullnode_url = "http://" + fn_listen
+        fn_config = os.path.join(self.dir, "fullnode-sim.json")
+        subprocess.run(
+            ["taskset", "-c", AUX_CPU, LOADGEN, "sh-setup", "--dir", self.dir, "--listen", f"127.0.0.1:{self.port}",
+             "--rpc-port", str(free_port()), "--metrics-port", str(free_port()), "--fullnode-listen", fn_listen,
+             "--backend-url", self.chain_url, "--redis-url", self.redis_url, "--fullnode-config", fn_config,
+             "--suppliers", str(suppliers), "--apps", str(apps),
+             "--shannon-extra", json.dumps(shannon_extra or {}), "--extra", json.dumps(extra or {})],
+            check=True, stdout=subprocess.DEVNULL)
+        self.fullnode = self._spawn("fullnode-sim", [SIM, "sim", "fullnode", "--config", fn_config])
+        self.fullnode.wait_listening()
+
+    def sh_loadgen(self, *args, timeout=7200):
+        cmd = ["taskset", "-c", AUX_CPU, LOADGEN, "run", "--shannon", "--url", f"http://127.0.0.1:{self.port}/",
+               "--fullnode-url", self.fullnode_url, "--suppliers", str(self.suppliers), "--apps", str(self.apps)] + [str(a) for a in args]
+        return self.run_loadgen(cmd, timeout)
+
+    def sh_metrics(self):
+        """meshd's Shannon counters: served, mined, handed off, still pending in the queue."""
+        m = self.metrics()
+
+        def one(prefix, label=""):
+            return next((v for k, v in m.items() if k.startswith(prefix) and label in k), None)
+        return {"served": one("meshd_shannon_relays_served_total"), "mined": one("meshd_shannon_relays_mined_total"),
+                "handoff": one("meshd_shannon_handoff_total"), "pending": one("meshd_shannon_queue_relays{", 'state="pending"')}
+
+    def wait_handed_off(self, timeout=120):
+        """Until meshd's mined-relay queue has nothing pending (every mined relay in Redis)."""
+        end = time.monotonic() + timeout
+        m = {}
+        while time.monotonic() < end:
+            m = self.sh_metrics()
+            if m.get("pending") == 0 and m.get("handoff") == m.get("mined"):
+                return m
+            time.sleep(0.2)
+        return m
+
+    def streams(self):
+        out = subprocess.run(["taskset", "-c", AUX_CPU, LOADGEN, "sh-streams", "--redis-url", self.redis_url, "--suppliers", str(self.suppliers)],
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError(f"loadgen sh-streams: {out.stderr}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sc_shcrypto(o):
+    """The Shannon per-relay crypto floor on one core (loadgen `sh-crypto`, same build as meshd)."""
+    import resource
+    runs, relays = int(o.get("runs", 5)), int(o.get("relays", 1000))
+    busy0, child0, t0 = cpu_busy_ticks(MESHD_CPU), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    out = subprocess.run(["taskset", "-c", MESHD_CPU, FLOOR_LOADGEN, "sh-crypto", "--relays", str(relays), "--runs", str(runs)],
+                         capture_output=True, text=True, check=True, timeout=3600)
+    busy1, child1, dt = cpu_busy_ticks(MESHD_CPU), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+    own = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
+    r = json.loads(out.stdout)
+    return {"floor_relays_per_s_median": round(r["floor_median"], 1), "floor_runs": [round(x, 1) for x in r["floor_relays_per_s"]],
+            "steps_us": r["steps"], "relays_per_run": relays, "ring_size": r["ring_size"],
+            # Whatever else ran on the floor's core meanwhile (includes the floor's relay building).
+            "core_foreign_util": round((busy1 - busy0) / CLK_TCK / dt - own / dt, 3) if busy0 is not None and busy1 is not None else None}
+
+
+def sc_shmaxrate(o):
+    """Closed-loop max relays/s of the Shannon edge (0 ms backend, meshd on one core) against the
+    Shannon crypto floor measured in the same run, alternating."""
+    # 64 connections: with 16 meshd's core idled ~28 % waiting for fsync'd commits (sync durability).
+    runs, relays, conns, secs = int(o.get("runs", 3)), int(o.get("relays", 20000)), int(o.get("conns", 64)), float(o.get("max_seconds", 20))
+    suppliers, apps = int(o.get("suppliers", 10)), int(o.get("apps", 2))
+    floors, rates, rows, floor_foreign = [], [], [], []
+    for r in range(runs):
+        f = sc_shcrypto({"runs": 1, "relays": o.get("floor_relays", 1000)})
+        floors.append(f["floor_relays_per_s_median"])
+        floor_foreign.append(f["core_foreign_util"])
+        with ShStack(suppliers=suppliers, apps=apps) as st:
+            st.start_meshd()
+            s = st.sh_loadgen("--relays", relays, "--conns", conns, "--max-seconds", secs)
+            m = st.wait_handed_off()
+        non200 = sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["io_errors"].values())
+        rates.append(s["ok_per_s"])
+        row = brief(s)
+        row.update({"non_200": non200, "shannon": m, "warm_relays_200": s.get("warm_relays_200"),
+                    "meshd_core_foreign_util": (s.get("window") or {}).get("meshd_core_foreign_util")})
+        rows.append(row)
+        log(f"shmaxrate run {r}: floor {floors[-1]:.0f}/s, meshd {rates[-1]:.0f}/s, non-200 {non200}, core util {(s.get('window') or {}).get('meshd_core_util')}")
+    fm, rm = med(floors), med(rates)
+    return {"meshd_ok_per_s_median": round(rm, 1), "floor_median": fm, "ratio": round(rm / fm, 3) if fm else None, "goal_ratio": 0.6,
+            "non_200_total": sum(x["non_200"] for x in rows), "floors": floors, "floor_core_foreign_util": floor_foreign, "runs": rows,
+            "params": {"runs": runs, "relays": relays, "conns": conns, "max_seconds": secs, "suppliers": suppliers, "apps": apps}}
+
+
+def sc_shload500(o):
+    """500 supplier keys, 1,000 relays/s offered open loop for 30 s over 64 connections, 50 ms
+    backend, a real redis-server receiving the hand-off; meshd with the unit's Environment=.
+    After the run: every mined relay in the streams exactly once."""
+    runs, suppliers, apps = int(o.get("runs", 3)), int(o.get("suppliers", 500)), int(o.get("apps", 2))
+    rate, secs, conns, delay = float(o.get("rate", 1000)), float(o.get("seconds", 30)), int(o.get("conns", 64)), int(o.get("delay_ms", 50))
+    sample_ms = float(o.get("sample_ms", 10))
+    env = unit_env() if o.get("unit_env", "1") != "0" else {}
+    n = int(rate * secs)
+    rows = []
+    for r in range(runs):
+        with ShStack(suppliers=suppliers, apps=apps, chain_delay_ms=delay) as st:
+            ready = st.start_meshd(env_extra=env, sample_s=sample_ms / 1e3)
+            idle = settle_rss(st, 1.0)
+            s = st.sh_loadgen("--relays", n, "--conns", conns, "--rate", rate, "--max-seconds", secs + 15, "--timeout-ms", int(o.get("timeout_ms", 10_000)))
+            m = st.wait_handed_off()
+            streams = st.streams()
+            w = s.get("window", {})
+            non200 = sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["io_errors"].values())
+            answered_200_total = s["ok"] + (s.get("warm_relays_200") or 0)
+            row = {
+                "ok_per_s": round(s["ok_per_s"], 1), "ok": s["ok"], "requested": n, "answered_200_share": round(s["ok"] / n, 4),
+                "non_200": non200, "statuses": s["statuses"], "io_errors": s["io_errors"],
+                "p50_ms": s["latency"]["p50_us"] / 1e3, "p99_ms": s["latency"]["p99_us"] / 1e3, "max_ms": s["latency"]["max_us"] / 1e3,
+                "service_p50_ms": s["service"]["p50_us"] / 1e3,
+                "meshd_cpu_us_per_relay": w.get("meshd_cpu_us_per_ok_relay"), "by_thread": w.get("meshd_cpu_us_per_ok_relay_by_thread"),
+                "meshd_core_util": w.get("meshd_core_util"), "aux_core_util": w.get("aux_core_util"),
+                "meshd_core_foreign_util": w.get("meshd_core_foreign_util"),
+                "ready_ms": round(ready * 1e3, 1), "threads_idle": idle["Threads"], "rss_anon_idle_kb": idle["RssAnon"],
+                "peak_threads": w.get("peak_Threads"), "peak_threads_whole_run": st.sampler.peak("Threads"),
+                "peak_thread_names": st.sampler.peak_thread_names,
+                "peak_rss_anon_kb": w.get("peak_RssAnon"), "peak_rss_anon_whole_run_kb": st.sampler.peak("RssAnon"),
+                "sample_interval_ms": st.sampler.sample_interval_ms(), "verify": s["verify"],
+                "answered_200_incl_warmup": answered_200_total, "shannon_metrics": m, "streams": streams,
+                "streams_exact": streams["messages"] == streams["distinct_relay_hashes"] == m.get("mined") == answered_200_total,
+                "slowest": s.get("slowest", [])[:3], "error_samples": s.get("error_samples", [])[:2],
+            }
+            rows.append(row)
+            log(f"shload500 run {r}: {row['ok_per_s']}/s ok, non-200 {non200}, p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms, "
+                f"peak RssAnon {row['peak_rss_anon_whole_run_kb']} kB, peak threads {row['peak_threads_whole_run']}, "
+                f"streams {streams['messages']} (distinct {streams['distinct_relay_hashes']}) vs mined {m.get('mined')} vs 200s {answered_200_total}")
+    keys = ("ok_per_s", "answered_200_share", "non_200", "p50_ms", "p99_ms", "meshd_cpu_us_per_relay", "peak_threads_whole_run",
+            "peak_rss_anon_whole_run_kb", "meshd_core_util", "aux_core_util", "ready_ms")
+    return {"median": {k: med([x[k] for x in rows]) for k in keys},
+            "max_peak_threads": max(x["peak_threads_whole_run"] or 0 for x in rows),
+            "max_peak_rss_anon_kb": max(x["peak_rss_anon_whole_run_kb"] or 0 for x in rows),
+            "streams_exact_all_runs": all(x["streams_exact"] for x in rows), "non_200_total": sum(x["non_200"] for x in rows),
+            "goals": {"peak_rss_anon_kb": 32 * 1024, "peak_threads": "8 + shannon-handoff", "p50_ms": delay + 3, "non_200": 0},
+            "meshd_env": env, "runs": rows,
+            "params": {"runs": runs, "suppliers": suppliers, "apps": apps, "rate": rate, "seconds": secs, "conns": conns,
+                       "delay_ms": delay, "sample_ms": sample_ms}}
+
+
+def sc_shstartup(o):
+    """Spawn → the Shannon listener accepting, and → the `event=shannon_ready` log line, with N
+    supplier keys (median of several starts of one data dir)."""
+    suppliers, runs = int(o.get("suppliers", 500)), int(o.get("runs", 7))
+    rows = []
+    with ShStack(suppliers=suppliers, apps=1) as st:
+        for r in range(runs):
+            t0 = time.monotonic()
+            port_s = st.start_meshd(env_extra={"RUST_LOG": "info"})
+            ready_s = None
+            end = time.monotonic() + 10
+            while time.monotonic() < end and ready_s is None:
+                with open(os.path.join(st.dir, "meshd.log")) as f:
+                    if "event=shannon_ready" in f.read():
+                        ready_s = time.monotonic() - t0  # upper bound: polled
+                time.sleep(0.001)
+            st.stop_meshd()
+            rows.append({"port_accepting_ms": round(port_s * 1e3, 1), "ready_line_seen_ms": round(ready_s * 1e3, 1) if ready_s else None,
+                         "first_start": r == 0})
+            log(f"shstartup run {r}: {rows[-1]}")
+    return {"suppliers": suppliers, "port_accepting_ms_median": med([x["port_accepting_ms"] for x in rows]),
+            "ready_line_seen_ms_median": med([x["ready_line_seen_ms"] for x in rows]),
+            "port_accepting_ms_median_restarts": med([x["port_accepting_ms"] for x in rows if not x["first_start"]]),
+            "goal_ms": 150, "runs": rows}
+
+
 SCENARIOS = {
     "crypto": sc_crypto, "durability": sc_durability, "drain": sc_drain, "backlog": sc_backlog, "latency": sc_latency,
     "load500": sc_load500, "maxrate": sc_maxrate, "chainlat": sc_chainlat, "slowloris": sc_slowloris, "startup": sc_startup, "burst": sc_burst,
+    "shcrypto": sc_shcrypto, "shmaxrate": sc_shmaxrate, "shload500": sc_shload500, "shstartup": sc_shstartup,
 }
 
 # `all`: every scenario with modest parameters (minutes, not hours).
@@ -889,6 +1117,7 @@ ALL_QUICK = {
     "durability": {"runs": 3, "relays": 20000, "max_seconds": 15}, "maxrate": {"runs": 3, "max_seconds": 15},
     "drain": {"runs": 3, "relays": 10000}, "backlog": {"relays": 100000}, "load500": {"seconds": 60},
     "slowloris": {"runs": 3, "conns": 1000, "hold_seconds": 10}, "burst": {"runs": 5}, "chainlat": {"runs": 3, "seconds": 30},
+    "shstartup": {"runs": 7}, "shcrypto": {"runs": 5}, "shmaxrate": {"runs": 3}, "shload500": {"runs": 3},
 }
 
 

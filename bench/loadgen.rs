@@ -11,6 +11,8 @@
 //!   (parse, request hash, AAT + client signature verification, proof hash, response hash, sign);
 //! - `idle`   slowloris: holds many idle/half-sent connections open, then times valid relays;
 //! - `burst`  opens K connections at once and sends one relay on each: are all answered?
+//! - `sh-setup`, `sh-crypto`, `sh-streams` and `run --shannon`: the Shannon supplier edge
+//!   (bench/loadgen_shannon.rs).
 //!
 //! The HTTP client is a raw `TcpStream` (no client library): the generator shares a core with
 //! both simulators, so its own per-request cost must stay small next to meshd's. Only loopback
@@ -33,6 +35,9 @@ use meshd::protocol::{KeyPair, Payload, Relay, RelayProof};
 use meshd::sim::{ServicerSimConfig, SimApp};
 use serde_json::{json, Value};
 
+#[path = "loadgen_shannon.rs"]
+mod shannon;
+
 /// Hard caps so a typo cannot start an unbounded run.
 const MAX_RELAYS: usize = 5_000_000;
 const MAX_CONNS: usize = 20_000;
@@ -45,7 +50,7 @@ const CHAIN_ANSWER: &str = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"0x10d4f\"
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() {
-        eprintln!("usage: loadgen setup|run|crypto|idle [--key value …] (see bench/README.md)");
+        eprintln!("usage: loadgen setup|run|crypto|idle|burst|sh-setup|sh-crypto|sh-streams [--key value …] (see bench/README.md)");
         std::process::exit(2);
     }
     let command = args.remove(0);
@@ -59,7 +64,10 @@ fn main() {
         "crypto" => crypto(&opts),
         "idle" => idle(&opts),
         "burst" => burst(&opts),
-        other => Err(format!("unknown subcommand {other:?} (setup, run, crypto, idle, burst)")),
+        "sh-setup" => shannon::setup(&opts),
+        "sh-crypto" => shannon::crypto(&opts),
+        "sh-streams" => shannon::streams(&opts),
+        other => Err(format!("unknown subcommand {other:?} (setup, run, crypto, idle, burst, sh-setup, sh-crypto, sh-streams)")),
     };
     if let Err(e) = result {
         fail(&e);
@@ -458,6 +466,8 @@ fn run(o: &Opts) -> Result<(), String> {
     let url = o.req("url")?;
     let (addr, path) = parse_url(url)?;
     let direct = o.flag("direct");
+    // --shannon: protobuf RelayRequests ring-signed ahead of time (bench/loadgen_shannon.rs).
+    let sh = o.flag("shannon");
     let n: usize = o.num("relays", 10_000)?;
     let conns: usize = o.num("conns", 16)?;
     let rate: f64 = o.num("rate", 0.0)?;
@@ -481,12 +491,25 @@ fn run(o: &Opts) -> Result<(), String> {
     // before the timed phase so sessions are fetched and meshd's upstream keep-alive pools are
     // open at full concurrency; `--warm-relays 0` times session fetches too.
     // Default: every session at least once (servicers × app-clients) and 2 per connection.
-    let default_warm = (2 * conns).max(pop.servicers.len() * pop.clients.len());
+    // Every (supplier, app) pair once, like every (servicer, app-client) pair for Morse.
+    let sessions = if sh { o.num("suppliers", 1usize)? * o.num("apps", 1usize)? } else { pop.servicers.len() * pop.clients.len() };
+    let default_warm = (2 * conns).max(sessions);
     let warm_per_conn = o.num("warm-relays", default_warm)?.div_ceil(conns);
     let warm_total = warm_per_conn * conns;
-    let signed = if direct { Vec::new() } else { presign(&pop, &tpl, n + warm_total, entropy_base) };
+    let signed = if direct || sh { Vec::new() } else { presign(&pop, &tpl, n + warm_total, entropy_base) };
+    let sh_relays = if sh { Some(shannon::Relays::for_run(o, n + warm_total)?) } else { None };
     let presign_s = t0.elapsed().as_secs_f64();
-    event("presigned", json!({"relays": signed.len(), "seconds": presign_s}));
+    event("presigned", json!({"relays": signed.len() + sh_relays.as_ref().map_or(0, |r| r.bodies.len()), "seconds": presign_s}));
+    // The request body of relay i (timed: 0..n, warm-up: n..).
+    let body_at = |i: usize| -> std::borrow::Cow<'_, [u8]> {
+        if direct {
+            std::borrow::Cow::Borrowed(RPC_DATA.as_bytes())
+        } else if let Some(r) = &sh_relays {
+            std::borrow::Cow::Borrowed(r.bodies[i].as_slice())
+        } else {
+            std::borrow::Cow::Owned(body_of(&signed[i], &tpl).into_bytes())
+        }
+    };
 
     let next = AtomicUsize::new(0);
     let verified = AtomicUsize::new(0);
@@ -498,7 +521,10 @@ fn run(o: &Opts) -> Result<(), String> {
     // unread.) A warm-up request that gets no answer within --warm-timeout-ms is retried on a
     // new connection and counted.
     let warm_timeout = Duration::from_millis(o.num("warm-timeout-ms", 2_000)?);
-    let warm_head = format!("GET /loadgen-warmup HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    // The Shannon listener answers GET /health without counting a refusal.
+    let warm_path = if sh { "/health" } else { "/loadgen-warmup" };
+    let warm_head = format!("GET {warm_path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    let warm_ok = AtomicU64::new(0);
     let warm_lock = Mutex::new(());
     let warm_retries = AtomicU64::new(0);
     let opened = std::sync::Barrier::new(conns);
@@ -534,10 +560,11 @@ fn run(o: &Opts) -> Result<(), String> {
                 opened.wait();
                 for _ in 0..warm_per_conn {
                     let w = n + warm_next.fetch_add(1, Ordering::Relaxed);
-                    let body = if direct { RPC_DATA.to_string() } else { body_of(&signed[w], &tpl) };
+                    let body = body_at(w);
                     let head = request_head(&path, addr, body.len());
-                    let ok = match conn.as_mut().map(|c| c.roundtrip(&head, body.as_bytes())) {
+                    let ok = match conn.as_mut().map(|c| c.roundtrip(&head, &body)) {
                         Some(Ok((200, _, close))) => {
+                            warm_ok.fetch_add(1, Ordering::Relaxed);
                             if close {
                                 conn = None;
                             }
@@ -567,7 +594,7 @@ fn run(o: &Opts) -> Result<(), String> {
                     if let Some(wait) = intended.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let body = if direct { RPC_DATA.to_string() } else { body_of(&signed[i], &tpl) };
+                    let body = body_at(i);
                     let head = request_head(&path, addr, body.len());
                     let sent = Instant::now();
                     // A kept-alive connection the server closed meanwhile fails at once (reset,
@@ -585,7 +612,7 @@ fn run(o: &Opts) -> Result<(), String> {
                                 }
                             }
                         }
-                        result = conn.as_mut().expect("connected").roundtrip(&head, body.as_bytes());
+                        result = conn.as_mut().expect("connected").roundtrip(&head, &body);
                         match &result {
                             Ok((_, _, close)) => {
                                 if *close {
@@ -615,7 +642,10 @@ fn run(o: &Opts) -> Result<(), String> {
                                 out.samples.push(format!("{status} {}", String::from_utf8_lossy(&resp[..resp.len().min(300)])));
                             }
                             if status == 200 && !direct && verified.fetch_add(1, Ordering::Relaxed) < verify {
-                                let ok = check_signature(&signed[i], &tpl, &pop, &resp);
+                                let ok = match &sh_relays {
+                                    Some(r) => r.check(i, &resp),
+                                    None => check_signature(&signed[i], &tpl, &pop, &resp),
+                                };
                                 if ok { &verify_ok } else { &verify_bad }.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -689,6 +719,7 @@ fn run(o: &Opts) -> Result<(), String> {
         "warm_retries": warm_retries.load(Ordering::Relaxed),
         "warm_relays": warm_total,
         "warm_relays_failed": warm_failed.load(Ordering::Relaxed),
+        "warm_relays_200": warm_ok.load(Ordering::Relaxed),
         "slowest": total.slowest.iter().map(|(lat, i, at, st)| json!({"latency_ms": *lat as f64 / 1e3, "relay": i, "sent_at_ms": at, "status": st})).collect::<Vec<_>>(),
     });
     println!("{summary}");

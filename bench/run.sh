@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $# -lt 1 ]]; then
-  echo "usage: bench/run.sh <startup|crypto|latency|durability|maxrate|drain|backlog|load500|slowloris|burst|chainlat|all> [--option value …]" >&2
+  echo "usage: bench/run.sh <startup|crypto|latency|durability|maxrate|drain|backlog|load500|slowloris|burst|chainlat|shstartup|shcrypto|shmaxrate|shload500|all> [--option value …]" >&2
   exit 2
 fi
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then

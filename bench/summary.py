@@ -56,6 +56,23 @@ def line(e):
     if s == "burst":
         return (f"{r['conns']} connections at once, one relay each: {r['unanswered_total']} unanswered within {r['timeout_ms']} ms "
                 f"over {len(r['runs'])} runs ({r['runs_with_unanswered']} runs affected)")
+    if s == "shstartup":
+        return (f"Shannon ready {r['port_accepting_ms_median']} ms (restarts {r['port_accepting_ms_median_restarts']} ms, "
+                f"ready line {r['ready_line_seen_ms_median']} ms) with {r['suppliers']} supplier keys")
+    if s == "shcrypto":
+        st = r["steps_us"]
+        return (f"Shannon floor {r['floor_relays_per_s_median']:.0f} relays/s; ring verify {st['ring_verify_us']:.1f} us, "
+                f"sign {st['response_build_sign_us']:.1f} us; foreign load on the core {r.get('core_foreign_util')}")
+    if s == "shmaxrate":
+        w = r["runs"][0]["window"] or {}
+        return (f"Shannon meshd {r['meshd_ok_per_s_median']:.0f}/s floor {r['floor_median']:.0f}/s ratio {r['ratio']}; non-200 {r['non_200_total']}; "
+                f"cpu/relay {w.get('meshd_cpu_us_per_ok_relay', 0):.0f} us, {r['params']['conns']} conns")
+    if s == "shload500":
+        m, pr = r["median"], r["params"]
+        return (f"Shannon {pr['suppliers']} suppliers, {pr['rate']:.0f}/s offered, {pr['delay_ms']} ms backend: {m['ok_per_s']:.0f} ok/s "
+                f"({m['answered_200_share'] * 100:.2f} %), non-200 {r['non_200_total']}; p50 {m['p50_ms']:.1f} p99 {m['p99_ms']:.1f} ms; "
+                f"peak RssAnon {kb(m['peak_rss_anon_whole_run_kb'])}, threads max {r['max_peak_threads']}; streams exact {r['streams_exact_all_runs']} "
+                f"[median of {pr['runs']}]")
     return json.dumps(r)[:200]
 
 

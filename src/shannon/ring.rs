@@ -13,13 +13,26 @@
 //!   right-aligned reduction rejects the signatures whose computation hit that case.
 //! - hash-to-curve is SHA3-256 of the compressed key, read as an x coordinate with the even y,
 //!   re-hashing the digest until a point exists (at most 128 tries).
+//!
+//! Cost (bench/RESULTS.md "Shannon supplier edge"): a ring member's decoded point and H_p, and a
+//! signer's decoded key image, depend only on their 33 bytes (§2.1: "it can be cached per ring
+//! member"), and an application's ring is the same few keys for every relay; they are kept in a
+//! small per-thread cache once a signature using them has verified. Lᵢ and Rᵢ are brought to
+//! affine form together (one field inversion for both). A base used by [`TABLE_AFTER`] verified
+//! signatures gets a fixed-base table ([`BaseTable`]): cᵢ·Pᵢ, cᵢ·I and sᵢ·H_p(Pᵢ) then cost 65
+//! additions each instead of a shared-doubling ladder, and sᵢ·G uses k256's generator table.
+//! Everything multiplied here is public (signature, keys, message), so variable time is fine.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use k256::elliptic_curve::bigint::{Encoding, U512};
-use k256::elliptic_curve::ops::{LinearCombination, Reduce};
+use k256::elliptic_curve::ops::{LinearCombination, MulByGenerator, Reduce};
 use k256::elliptic_curve::point::DecompressPoint;
 use k256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use k256::elliptic_curve::subtle::Choice;
-use k256::elliptic_curve::PrimeField;
+use k256::elliptic_curve::{BatchNormalize, PrimeField};
 use k256::{AffinePoint, EncodedPoint, FieldBytes, ProjectivePoint, Scalar, U256};
 use sha3::{Digest, Sha3_256, Sha3_512};
 
@@ -115,8 +128,13 @@ pub fn decode_point(bytes: &[u8]) -> Result<ProjectivePoint, RingError> {
 
 /// go-dleq `Encode`: 33-byte compressed; the point at infinity comes out as `02‖00…00` (§2.1).
 pub fn encode_point(p: &ProjectivePoint) -> [u8; POINT_LEN] {
+    encode_affine(&p.to_affine())
+}
+
+/// [`encode_point`] of a point already in affine form.
+fn encode_affine(p: &AffinePoint) -> [u8; POINT_LEN] {
     let mut out = [0u8; POINT_LEN];
-    let ep = p.to_affine().to_encoded_point(true);
+    let ep = p.to_encoded_point(true);
     let bytes = ep.as_bytes();
     if bytes.len() == POINT_LEN {
         out.copy_from_slice(bytes);
@@ -156,6 +174,105 @@ fn reduce_mod_p(h: [u8; 32]) -> [u8; 32] {
     }
 }
 
+/// Entries kept per thread in each cache (module doc); a full cache is emptied and refilled.
+const CACHE_MAX: usize = 1024;
+/// Verified signatures using a base before it gets a [`BaseTable`] (module doc).
+pub const TABLE_AFTER: u32 = 16;
+/// Fixed-base tables kept per thread (~46 KB each); a full set is emptied and rebuilt on use.
+const TABLES_MAX: usize = 48;
+
+/// A cached ring member: decoded point, H_p, verified signatures that used it.
+#[derive(Clone, Copy)]
+struct Member {
+    point: ProjectivePoint,
+    hp: ProjectivePoint,
+    uses: u32,
+}
+
+/// Which base of a key a table is for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Base {
+    Key,
+    HashToCurve,
+    KeyImage,
+}
+
+/// Fixed-base tables by (which base, key bytes).
+type Tables = HashMap<(Base, [u8; POINT_LEN]), Rc<BaseTable>>;
+
+thread_local! {
+    static MEMBERS: RefCell<HashMap<[u8; POINT_LEN], Member>> = RefCell::new(HashMap::new());
+    /// Key image → (decoded point, verified signatures that used it).
+    static IMAGES: RefCell<HashMap<[u8; POINT_LEN], (ProjectivePoint, u32)>> = RefCell::new(HashMap::new());
+    static TABLES: RefCell<Tables> = RefCell::new(HashMap::new());
+}
+
+fn bounded_insert<K: std::hash::Hash + Eq, V>(c: &mut HashMap<K, V>, max: usize, key: K, value: V) {
+    if c.len() >= max && !c.contains_key(&key) {
+        c.clear();
+    }
+    c.insert(key, value);
+}
+
+fn table(base: Base, key: &[u8; POINT_LEN]) -> Option<Rc<BaseTable>> {
+    TABLES.with(|t| t.borrow().get(&(base, *key)).cloned())
+}
+
+fn add_table(base: Base, key: [u8; POINT_LEN], point: &ProjectivePoint) {
+    if table(base, &key).is_none() {
+        let t = Rc::new(BaseTable::new(point));
+        TABLES.with(|c| bounded_insert(&mut c.borrow_mut(), TABLES_MAX, (base, key), t));
+    }
+}
+
+/// Multiples of one base B for variable-time fixed-base multiplication: row j holds d·16ʲ·B for
+/// d = 1..=8 in affine form; a scalar is read as 65 signed radix-16 digits in −7..=8.
+struct BaseTable(Vec<[AffinePoint; 8]>);
+
+impl BaseTable {
+    const ROWS: usize = 65;
+
+    fn new(base: &ProjectivePoint) -> BaseTable {
+        let mut all = Vec::with_capacity(Self::ROWS * 8);
+        let mut row = *base;
+        for _ in 0..Self::ROWS {
+            let mut acc = row;
+            for _ in 0..8 {
+                all.push(acc);
+                acc += row;
+            }
+            row = row.double().double().double().double();
+        }
+        let affine = <ProjectivePoint as BatchNormalize<[ProjectivePoint]>>::batch_normalize(all.as_slice());
+        BaseTable(affine.chunks_exact(8).map(|c| std::array::from_fn(|i| c[i])).collect())
+    }
+
+    fn mul(&self, k: &Scalar) -> ProjectivePoint {
+        let bytes = k.to_bytes();
+        let mut acc = ProjectivePoint::IDENTITY;
+        let mut carry = 0i8;
+        for j in 0..64 {
+            let byte = bytes[SCALAR_LEN - 1 - j / 2];
+            let nibble = if j % 2 == 0 { byte & 0x0f } else { byte >> 4 } as i8;
+            let mut d = nibble + carry;
+            carry = 0;
+            if d > 8 {
+                d -= 16;
+                carry = 1;
+            }
+            match d {
+                1..=8 => acc += &self.0[j][(d - 1) as usize],
+                -7..=-1 => acc += &(-self.0[j][(-d - 1) as usize]),
+                _ => {}
+            }
+        }
+        if carry == 1 {
+            acc += &self.0[Self::ROWS - 1][0];
+        }
+        acc
+    }
+}
+
 /// One ring member as carried inside the signature.
 #[derive(Debug, Clone)]
 pub struct RingMember {
@@ -164,6 +281,8 @@ pub struct RingMember {
     /// The member's public key, as the 33 compressed bytes received.
     pub pubkey: [u8; POINT_LEN],
     point: ProjectivePoint,
+    /// H_p(Pᵢ), when the cache had it.
+    hp: Option<ProjectivePoint>,
 }
 
 /// A parsed ring-go signature: `[4B BE n][32B c₀][33B key image][n × (32B sᵢ ‖ 33B Pᵢ)]` (§2.1).
@@ -200,14 +319,20 @@ impl RingSignature {
         let c = decode_scalar(&bytes[4..4 + SCALAR_LEN]);
         let mut key_image = [0u8; POINT_LEN];
         key_image.copy_from_slice(&bytes[4 + SCALAR_LEN..header]);
-        let image = decode_point(&key_image)?;
+        let image = match IMAGES.with(|c| c.borrow().get(&key_image).copied()) {
+            Some((p, _)) => p,
+            None => decode_point(&key_image)?,
+        };
         let mut members = Vec::with_capacity(n);
         for chunk in bytes[header..].chunks_exact(SCALAR_LEN + POINT_LEN) {
             let s = decode_scalar(&chunk[..SCALAR_LEN]);
             let mut pubkey = [0u8; POINT_LEN];
             pubkey.copy_from_slice(&chunk[SCALAR_LEN..]);
-            let point = decode_point(&pubkey)?;
-            members.push(RingMember { s, pubkey, point });
+            let (point, hp) = match MEMBERS.with(|c| c.borrow().get(&pubkey).copied()) {
+                Some(m) => (m.point, Some(m.hp)),
+                None => (decode_point(&pubkey)?, None),
+            };
+            members.push(RingMember { s, pubkey, point, hp });
         }
         Ok(RingSignature { c, key_image, image, members })
     }
@@ -226,18 +351,52 @@ impl RingSignature {
     /// Verification with a chosen reduction; only for showing the quirk matters.
     pub fn verify_with(&self, msg: &[u8; 32], reduction: Reduction) -> Result<(), RingError> {
         let mut c = self.c;
+        let mut hps = Vec::with_capacity(self.members.len());
+        let image_table = table(Base::KeyImage, &self.key_image);
         for m in &self.members {
             // Lᵢ = cᵢ·Pᵢ + sᵢ·G ;  Rᵢ = cᵢ·I + sᵢ·H_p(Pᵢ) ;  cᵢ₊₁ = H(m ‖ Lᵢ ‖ Rᵢ)
-            let hp = hash_to_curve(&m.pubkey)?;
-            let l = ProjectivePoint::lincomb(&m.point, &c, &ProjectivePoint::GENERATOR, &m.s);
-            let r = ProjectivePoint::lincomb(&self.image, &c, &hp, &m.s);
-            c = hash_to_scalar(&[msg, &encode_point(&l), &encode_point(&r)], reduction)?;
+            let hp = match m.hp {
+                Some(hp) => hp,
+                None => hash_to_curve(&m.pubkey)?,
+            };
+            hps.push(hp);
+            let l = match table(Base::Key, &m.pubkey) {
+                Some(t) => t.mul(&c) + ProjectivePoint::mul_by_generator(&m.s),
+                None => ProjectivePoint::lincomb(&m.point, &c, &ProjectivePoint::GENERATOR, &m.s),
+            };
+            let r = match (&image_table, table(Base::HashToCurve, &m.pubkey)) {
+                (Some(ti), Some(th)) => ti.mul(&c) + th.mul(&m.s),
+                _ => ProjectivePoint::lincomb(&self.image, &c, &hp, &m.s),
+            };
+            let [l, r] = <ProjectivePoint as BatchNormalize<[ProjectivePoint; 2]>>::batch_normalize(&[l, r]);
+            c = hash_to_scalar(&[msg, &encode_affine(&l), &encode_affine(&r)], reduction)?;
         }
-        if c == self.c {
-            Ok(())
-        } else {
-            Err(RingError::Mismatch)
+        if c != self.c {
+            return Err(RingError::Mismatch);
         }
+        // Only keys of a signature that verified are remembered (module doc).
+        for (m, hp) in self.members.iter().zip(hps) {
+            let uses = MEMBERS.with(|c| {
+                let mut c = c.borrow_mut();
+                let uses = c.get(&m.pubkey).map_or(0, |e| e.uses).saturating_add(1);
+                bounded_insert(&mut c, CACHE_MAX, m.pubkey, Member { point: m.point, hp, uses });
+                uses
+            });
+            if uses >= TABLE_AFTER {
+                add_table(Base::Key, m.pubkey, &m.point);
+                add_table(Base::HashToCurve, m.pubkey, &hp);
+            }
+        }
+        let uses = IMAGES.with(|c| {
+            let mut c = c.borrow_mut();
+            let uses = c.get(&self.key_image).map_or(0, |e| e.1).saturating_add(1);
+            bounded_insert(&mut c, CACHE_MAX, self.key_image, (self.image, uses));
+            uses
+        });
+        if uses >= TABLE_AFTER {
+            add_table(Base::KeyImage, self.key_image, &self.image);
+        }
+        Ok(())
     }
 }
 
@@ -388,6 +547,51 @@ mod tests {
         }
         // the 12 `gateway-signs-short-challenge` lines plus one `gateway-signs` line that hit it too
         assert_eq!(rejected_short, 13);
+    }
+
+    /// The per-thread caches (module doc) never change a verdict: every vector twice, the second
+    /// pass with every key and key image cached, gives the same results.
+    #[test]
+    fn shannon_ring_cache_keeps_verdicts() {
+        let vs = vectors();
+        let first: Vec<_> = vs.iter().map(|v| verify(&v.sig, &v.msg).err()).collect();
+        assert!(MEMBERS.with(|c| !c.borrow().is_empty()) && IMAGES.with(|c| !c.borrow().is_empty()));
+        let second: Vec<_> = vs.iter().map(|v| verify(&v.sig, &v.msg).err()).collect();
+        assert_eq!(first, second);
+        let v = vs.iter().find(|v| v.valid).unwrap();
+        let mut tampered = v.sig.clone();
+        tampered[80] ^= 1;
+        assert_eq!(verify(&tampered, &v.msg).err(), Some(RingError::Mismatch));
+    }
+
+    /// Fixed-base tables give the same products as k256's multiplication, for edge scalars too.
+    #[test]
+    fn shannon_ring_base_table_matches_mul() {
+        let base = hash_to_curve(&hex::decode(APP_PUB).unwrap()).unwrap();
+        let t = BaseTable::new(&base);
+        let minus_one = -Scalar::ONE;
+        let mut scalars = vec![Scalar::ZERO, Scalar::ONE, minus_one, Scalar::from(8u64), Scalar::from(9u64), Scalar::from(0x88u64)];
+        for i in 0..40u8 {
+            scalars.push(hash_to_scalar(&[&[i]], Reduction::Canonical).unwrap());
+        }
+        for k in scalars {
+            assert_eq!(encode_point(&t.mul(&k)), encode_point(&(base * k)), "{}", hex::encode(k.to_bytes()));
+        }
+    }
+
+    /// Past TABLE_AFTER uses the table path decides, and it agrees with the ladder on every vector.
+    #[test]
+    fn shannon_ring_tables_keep_verdicts() {
+        let vs = vectors();
+        let before: Vec<_> = vs.iter().map(|v| verify(&v.sig, &v.msg).err()).collect();
+        for _ in 0..TABLE_AFTER {
+            for v in vs.iter().filter(|v| v.valid).take(3) {
+                verify(&v.sig, &v.msg).unwrap();
+            }
+        }
+        assert!(TABLES.with(|t| !t.borrow().is_empty()));
+        let after: Vec<_> = vs.iter().map(|v| verify(&v.sig, &v.msg).err()).collect();
+        assert_eq!(before, after);
     }
 
     #[test]

@@ -232,6 +232,7 @@ async fn handle(edge: &Edge, req: &Request) -> Result<Served, Refused> {
     let eligible = info.window().reward_eligible(header.session_end_block_height, height) && answer.status < 500;
     let request_bytes = relay_req.encode();
     let relay = Relay { req: Some(relay_req), res: Some(res) };
+    // The dehydrated encoding once: hashed here, stored below (Relay::hash is SHA-256 of it, §4).
     let dehydrated = relay.dehydrated_bytes();
     let relay_hash = mining::relay_hash(&dehydrated);
     let mined = eligible && mining::is_mined(&relay_hash, &info.difficulty_target);
