@@ -18,9 +18,9 @@ use crate::sim::{start_chain, start_servicer, ChainSimConfig, ServicerSimConfig,
 
 pub const CHAIN: &str = "0021";
 pub const SESSION_HEIGHT: i64 = 101;
-pub const TOKEN: &str = "demo-servicer-token";
+pub const TOKEN: &str = crate::config::audit::PUBLISHED_TOKENS[0];
 /// The mesh token of the demo data dir (published: `check-config` flags it).
-pub const MESH_TOKEN: &str = "demo-mesh-token";
+pub const MESH_TOKEN: &str = crate::config::audit::PUBLISHED_TOKENS[1];
 
 /// Public test keys (seeds of repeated bytes, as in the protocol reference vectors).
 pub fn demo_keys() -> (KeyPair, KeyPair, KeyPair) {

@@ -207,8 +207,12 @@ fn run(args: Vec<OsString>) -> i32 {
         "check-config" => cmd_check_config(rest),
         "address" => cmd_address(rest),
         "queue" => cmd_queue(rest),
+        #[cfg(feature = "tools")]
         "demo" => cmd_demo(rest),
+        #[cfg(feature = "tools")]
         "sim" => Ok(meshd::sim::run_cli(rest.iter().map(|a| a.to_string_lossy().into_owned()).collect())),
+        #[cfg(not(feature = "tools"))]
+        "demo" | "sim" => Err(format!("`meshd {command}` is not in this build (a board build without the `tools` feature, docs/deploy.md); run it from a default build (`cargo run --release -- {command}`)").into()),
         "--version" | "-V" | "version" => {
             println!("meshd {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -379,6 +383,7 @@ fn cmd_check_config(mut args: Vec<OsString>) -> Result<i32, Failure> {
     Ok(0)
 }
 
+#[cfg(feature = "tools")]
 fn cmd_demo(args: Vec<OsString>) -> Result<i32, Failure> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::client::{wire_json, RelayClient};
+use crate::http::client::{call_blocking, Outgoing};
 use crate::protocol::keys::verify_hex;
 use crate::protocol::relay::response_hash;
 use crate::protocol::session::latest_session_height;
@@ -44,15 +45,18 @@ pub fn run(args: &RelayArgs) -> Result<i32, String> {
     };
     let servicer_public = servicer_public_hex(&args.servicer)?;
     let base = args.to.trim_end_matches('/');
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(args.timeout)).build().into();
+    let post = |url: &str, body: &str| -> Result<(u16, String), String> {
+        let req = Outgoing::new("POST", url).header("Content-Type", "application/json").body(body.as_bytes().to_vec());
+        let answer = call_blocking(req, args.timeout).map_err(|e| format!("{url}: {e}"))?;
+        Ok((answer.status, String::from_utf8_lossy(&answer.body).into_owned()))
+    };
     let session_height = match args.session_height {
         Some(h) => h,
         None => {
             let url = format!("{base}/v1/query/height");
-            let mut answer = agent.post(&url).header("Content-Type", "application/json").send("{}").map_err(|e| format!("{url}: {e}"))?;
-            let text = answer.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))?;
+            let (status, text) = post(&url, "{}")?;
             let height = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["height"].as_i64());
-            let height = height.ok_or_else(|| format!("{url}: HTTP {}: no height in {text:?} (pass --session-height)", answer.status()))?;
+            let height = height.ok_or_else(|| format!("{url}: HTTP {status}: no height in {text:?} (pass --session-height)"))?;
             latest_session_height(height, args.blocks_per_session)
         }
     };
@@ -63,9 +67,7 @@ pub fn run(args: &RelayArgs) -> Result<i32, String> {
     let url = format!("{base}/v1/client/relay");
     println!("request   POST {url}");
     println!("{body}");
-    let mut response = agent.post(&url).header("Content-Type", "application/json").send(&body).map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().map_err(|e| format!("{url}: {e}"))?;
+    let (status, text) = post(&url, &body)?;
     println!("answer    HTTP {status}");
     println!("{}", text.trim_end());
     if status != 200 {

@@ -16,8 +16,9 @@ python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install ziglang || 
 command -v cargo-zigbuild >/dev/null 2>&1 || cargo install cargo-zigbuild --locked
 rustup target add aarch64-unknown-linux-musl x86_64-unknown-linux-musl
 
+# The board build: without the `tools` feature (simulators, demos), as docs/deploy.md ships it.
 for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
-  cargo zigbuild --release --locked --target "$target"
+  cargo zigbuild --release --locked --no-default-features --target "$target"
   bin="target/$target/release/meshd"
   description=$(file -b "$bin")
   echo "$bin: $description"
@@ -25,11 +26,17 @@ for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
     *"statically linked"*|*"static-pie linked"*) ;;
     *) echo "FAIL: $bin is not statically linked" >&2; exit 1 ;;
   esac
-  echo "size $target $(stat -c %s "$bin") bytes"
+  size=$(stat -c %s "$bin")
+  echo "size $target $size bytes"
 done
+# The size budget for a Pi (docs/deploy.md): 3,000,000 bytes for the aarch64 board build.
+if [ "$size" -gt 3000000 ]; then
+  echo "FAIL: the aarch64 binary is $size bytes, over the 3,000,000-byte budget" >&2
+  exit 1
+fi
 
 CFLAGS_aarch64_unknown_linux_musl=-DMDB_USE_ROBUST=0 \
-  cargo zigbuild --release --locked --target aarch64-unknown-linux-musl --target-dir target-qemu
+  cargo zigbuild --release --locked --no-default-features --target aarch64-unknown-linux-musl --target-dir target-qemu
 arm_bin="$PWD/target-qemu/aarch64-unknown-linux-musl/release/meshd"
 qemu-aarch64-static "$arm_bin" --version
 MESHD_BIN="$arm_bin" MESHD_RUNNER=qemu-aarch64-static \

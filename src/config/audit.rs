@@ -89,12 +89,15 @@ fn short_keys(path: &Path) -> Vec<String> {
     out
 }
 
+/// The tokens the demo data dir uses (src/demo.rs): published, so never acceptable in production.
+pub const PUBLISHED_TOKENS: [&str; 2] = ["demo-servicer-token", "demo-mesh-token"];
+
 /// A token that is a placeholder, a published demo token, or short.
 fn token_finding(path: &Path, key: &str, token: Option<&str>) -> Option<String> {
     let token = token?;
     let lower = token.to_ascii_lowercase();
     let placeholder = ["change-me", "changeme", "change_me", "placeholder", "example", "your-token", "<"].iter().any(|p| lower.contains(p));
-    let published = [crate::demo::TOKEN, crate::demo::MESH_TOKEN].contains(&token);
+    let published = PUBLISHED_TOKENS.contains(&token);
     let why = if token.is_empty() {
         return None;
     } else if placeholder || published {

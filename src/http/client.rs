@@ -189,6 +189,16 @@ impl fmt::Display for ClientError {
 
 impl StdError for ClientError {}
 
+/// One request from a command-line path (`meshd relay`): its own executor on the calling
+/// thread, the same client as the daemon's, no pool kept. Not for the daemon (it would block
+/// the executor).
+pub fn call_blocking(req: Outgoing, timeout: Duration) -> Result<Answer, ClientError> {
+    // One leaked executor per CLI call: the process runs one or two of them and then exits.
+    let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
+    let client = Client::new(ex, ClientSettings::new(timeout));
+    smol::block_on(ex.run(client.send(req)))
+}
+
 /// Counters for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientStats {
