@@ -172,7 +172,8 @@ async fn health(app: &Rc<App>) -> Reply {
         }
         Err(e) => (json!({"error": e}), Value::Null),
     };
-    let shannon = match app.shannon.borrow().clone() {
+    let edge = app.shannon.borrow().clone();
+    let shannon = match edge {
         Some(edge) => {
             let queue = edge.queue.clone();
             let stored = smol::unblock(move || queue.counts()).await;

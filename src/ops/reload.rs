@@ -417,7 +417,7 @@ pub async fn reload_chains(app: &Rc<App>, trigger: &str) {
     {
         let reloader = &app.reload;
         let _guard = reloader.chains_lock().await;
-        let pocket_absent = app.chains().len() == 0 && (app.spacemesh.borrow().is_some() || app.shannon.borrow().is_some());
+        let pocket_absent = app.chains().is_empty() && (app.spacemesh.borrow().is_some() || app.shannon.borrow().is_some());
         if pocket_absent && !reloader.chains_path.exists() {
             return reload_names(app).await;
         }
