@@ -31,6 +31,11 @@ pub const MAX_ATTEMPTS: u32 = 8;
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest the thread sleeps when idle (it is also woken by every new mined relay).
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// After a wake-up, relays committed within this long are handed off together: one pipeline
+/// and one deletion commit (an fsync with sync durability) for all of them instead of one per
+/// relay. The miner reads the streams asynchronously, so the delay costs nothing downstream
+/// (bench/RESULTS.md "Shannon supplier edge": the writer's fsyncs shared meshd's core).
+const LINGER: Duration = Duration::from_millis(100);
 /// First reconnect wait after a failure (doubles up to `retry_wait_max`).
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -197,7 +202,9 @@ fn run(queue: MinedQueue, settings: HandoffSettings, kicked: Receiver<()>, stats
                 Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now)).min(IDLE_WAIT),
                 _ => IDLE_WAIT,
             };
-            let _ = kicked.recv_timeout(wait.max(Duration::from_millis(1)));
+            if kicked.recv_timeout(wait.max(Duration::from_millis(1))).is_ok() {
+                std::thread::sleep(LINGER);
+            }
             continue;
         }
         let result = match conn.as_mut() {
