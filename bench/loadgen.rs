@@ -264,32 +264,26 @@ fn template_of(i: usize, pop: &Population) -> usize {
 }
 
 fn presign(pop: &Population, tpl: &[Template], n: usize, entropy_base: i64) -> Vec<Signed> {
+    build_parallel(n, |i| {
+        let ti = template_of(i, pop);
+        let t = &tpl[ti];
+        let mut proof = t.proof.clone();
+        proof.entropy = entropy_base + i as i64;
+        let signature = pop.clients[t.client].client.sign(&proof.hash());
+        Signed { template: ti as u32, entropy: proof.entropy, signature }
+    })
+}
+
+/// `f(0) … f(n-1)` in order, computed on up to 8 threads in contiguous chunks: relays are signed
+/// before the timed part, and signing hundreds of thousands of them is worth every core.
+pub(crate) fn build_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let chunk = n.div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<Signed>> = Vec::new();
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    let (start, end) = (t * chunk, ((t + 1) * chunk).min(n));
-                    let mut out = Vec::with_capacity(end.saturating_sub(start));
-                    for i in start..end {
-                        let ti = template_of(i, pop);
-                        let t = &tpl[ti];
-                        let mut proof = t.proof.clone();
-                        proof.entropy = entropy_base + i as i64;
-                        let signature = pop.clients[t.client].client.sign(&proof.hash());
-                        out.push(Signed { template: ti as u32, entropy: proof.entropy, signature });
-                    }
-                    out
-                })
-            })
-            .collect();
-        for h in handles {
-            parts.push(h.join().expect("presign thread"));
-        }
-    });
-    parts.into_iter().flatten().collect()
+        let handles: Vec<_> = (0..threads).map(|t| scope.spawn(move || (t * chunk..((t + 1) * chunk).min(n)).map(f).collect::<Vec<T>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("build thread")).collect()
+    })
 }
 
 fn body_of(s: &Signed, tpl: &[Template]) -> String {

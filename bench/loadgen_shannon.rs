@@ -31,7 +31,7 @@ use meshd::supplier::resp::{Connection, RedisTarget, Reply};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{median, parse_url, unix_ms, write_file, Conn, Opts};
+use super::{build_parallel, median, parse_url, unix_ms, write_file, Conn, Opts};
 
 /// The one service every relay is for.
 pub const SERVICE: &str = "anvil";
@@ -168,34 +168,16 @@ impl Relays {
             let header = headers(app.address())?;
             apps.push((gw, ring, header));
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-        let chunk = n.div_ceil(threads).max(1);
-        let mut bodies = Vec::with_capacity(n);
-        let (suppliers_ref, apps_ref) = (&suppliers, &apps);
-        let parts: Vec<Result<Vec<Vec<u8>>, String>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    scope.spawn(move || {
-                        let (start, end) = (t * chunk, ((t + 1) * chunk).min(n));
-                        let mut out = Vec::with_capacity(end.saturating_sub(start));
-                        for i in start..end {
-                            let (gw, ring, header) = &apps_ref[(i / s) % a];
-                            let id = entropy_base + i as u64;
-                            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_blockNumber","params":[]}}"#);
-                            let payload = POKTHTTPRequest::new("POST", "http://gateway.invalid/", [("Content-Type", "application/json")], body.into_bytes());
-                            let mut fill = ring_sign::seeded_fill(&id.to_be_bytes());
-                            let req = build_relay_request(header, suppliers_ref[i % s].address(), gw, ring, &payload, &mut fill).map_err(|e| e.to_string())?;
-                            out.push(req);
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("build thread")).collect()
-        });
-        for p in parts {
-            bodies.extend(p?);
-        }
+        let bodies = build_parallel(n, |i| {
+            let (gw, ring, header) = &apps[(i / s) % a];
+            let id = entropy_base + i as u64;
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_blockNumber","params":[]}}"#);
+            let payload = POKTHTTPRequest::new("POST", "http://gateway.invalid/", [("Content-Type", "application/json")], body.into_bytes());
+            let mut fill = ring_sign::seeded_fill(&id.to_be_bytes());
+            build_relay_request(header, suppliers[i % s].address(), gw, ring, &payload, &mut fill).map_err(|e| e.to_string())
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>, String>>()?;
         Ok(Relays {
             supplier_of: (0..n).map(|i| (i % s) as u32).collect(),
             supplier_pubkeys: suppliers.iter().map(|k| *k.pubkey()).collect(),
