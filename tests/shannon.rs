@@ -415,6 +415,17 @@ fn bad_relays_get_clear_refusals_and_nothing_is_queued() {
     let stale = edge.relay(0, &wrong);
     let (status, _, error) = edge.post(&stale, &[]);
     assert_eq!((status, error.contains("session")), (400, true), "{error}");
+    // An application the chain does not know: refused without the full node's URL or answer
+    // (a private address), which go to the log instead.
+    let mut unknown = header.clone();
+    unknown.application_address = key(0x81, 0).address().into();
+    let unknown = edge.relay(0, &unknown);
+    let (status, body, error) = edge.post(&unknown, &[]);
+    let node = edge.node.url();
+    let node = node.trim_start_matches("http://");
+    assert_eq!(status, 400, "{error}");
+    assert!(!error.contains(node) && !String::from_utf8_lossy(&body).contains(node), "the full node's address leaked: {error}");
+    assert!(wait_until(Duration::from_secs(5), || edge.log_text().contains("event=shannon_fullnode_query_failed")), "{}", edge.log_tail());
     let (status, _, error) = edge.post(&good, &[("Rpc-Type", "2")]);
     assert_eq!((status, error.contains("websocket")), (501, true), "{error}");
 

@@ -213,9 +213,15 @@ async fn handle(edge: &Edge, req: &Request) -> Result<Served, Refused> {
         .map_err(|e| refuse(Refusal::BadRequest(format!("payload is not a POKTHTTPRequest: {e}"))))?;
     let urls = service.for_rpc_type(rpc_type);
     let timeout = std::time::Duration::from_millis(edge.settings.backend_timeout);
-    let answer = backend::call(&edge.backend_client, &edge.backend_health, &header.service_id, urls, &call, timeout)
-        .await
-        .map_err(|e| refuse(Refusal::BackendUnavailable(e.to_string())))?;
+    let answer = backend::call(&edge.backend_client, &edge.backend_health, &header.service_id, urls, &call, timeout).await.map_err(|e| {
+        // The detail (which endpoint, which error) is logged, not sent (backend URLs are private).
+        log::warn!("event=shannon_backend_failed service={} error={:?}", header.service_id, crate::ops::redact::scrub(&e.to_string()));
+        refuse(Refusal::BackendUnavailable(match e {
+            backend::BackendError::Unreachable { .. } => "no backend answered".into(),
+            backend::BackendError::Failed(_) => "the backend call failed".into(),
+            backend::BackendError::Invalid(_) => "the relay's HTTP request cannot be sent (method or headers)".into(),
+        }))
+    })?;
 
     // §1.5 / §2.2: the signed response.
     let mut res = RelayResponse {
@@ -251,13 +257,22 @@ async fn handle(edge: &Edge, req: &Request) -> Result<Served, Refused> {
     Ok(Served { body, mined })
 }
 
-/// What a failed session lookup means for the client.
+/// What a failed session lookup means for the client. Full-node errors name the node's URL and
+/// echo its answer: they are logged here, and the client gets a text without them (a full node
+/// is often a private address; docs/deploy.md "What never leaves meshd").
 fn session_refusal(e: SessionError) -> Refusal {
     match e {
         SessionError::GraceElapsed { .. } => Refusal::SessionOver,
         SessionError::HeaderMismatch(_) | SessionError::SupplierNotInSession { .. } => Refusal::SessionMismatch(e.to_string()),
-        SessionError::Query(q) if !q.is_transient() => Refusal::SessionMismatch(q.to_string()),
-        SessionError::Query(_) | SessionError::FetchCancelled => Refusal::ChainUnavailable(e.to_string()),
+        SessionError::Query(q) => {
+            log::warn!("event=shannon_fullnode_query_failed error={:?}", crate::ops::redact::scrub(&q.to_string()));
+            if q.is_transient() {
+                Refusal::ChainUnavailable("no full node answered the session queries".into())
+            } else {
+                Refusal::SessionMismatch("the full node does not know this session, application or account".into())
+            }
+        }
+        SessionError::FetchCancelled => Refusal::ChainUnavailable("the session fetch was cancelled".into()),
     }
 }
 
@@ -271,6 +286,9 @@ async fn current_height(edge: &Edge) -> Result<i64, Refusal> {
             edge.sessions.height().set(h);
             Ok(h)
         }
-        Err(e) => Err(Refusal::ChainUnavailable(format!("no block height from any full node yet: {e}"))),
+        Err(e) => {
+            log::warn!("event=shannon_fullnode_query_failed error={:?}", crate::ops::redact::scrub(&e.to_string()));
+            Err(Refusal::ChainUnavailable("no block height from any full node yet".into()))
+        }
     }
 }
