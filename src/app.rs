@@ -173,9 +173,7 @@ impl App {
         // Before any task runs: every upstream text from here on is scrubbed of these.
         redact::install_config(loaded);
         let client = |timeout_ms: u64, max_idle: u64, max_idle_per_host: u64| {
-            let mut settings = ClientSettings::new(Duration::from_millis(timeout_ms.max(1)));
-            settings.max_idle = max_idle.clamp(1, 4096) as usize;
-            settings.max_idle_per_host = max_idle_per_host.clamp(1, 4096) as usize;
+            let mut settings = ClientSettings::new(Duration::from_millis(timeout_ms.max(1))).pool_limits(max_idle, max_idle_per_host);
             settings.user_agent = s.user_agent.clone();
             Client::new(ex, settings)
         };

@@ -31,7 +31,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
-use smol_hyper::rt::FuturesIo;
 
 use crate::base64::encode as base64;
 use crate::http::deadline::Deadline;
@@ -75,6 +74,15 @@ impl ClientSettings {
             max_response_bytes: MAX_RESPONSE_BYTES,
             idle_timeout: Duration::from_secs(90),
         }
+    }
+
+    /// The keep-alive pool's bounds from the `*_max_idle_connections` / `*_max_idle_conns_per_host`
+    /// config keys (clamped to 1..=4096). The per-host bound must cover the calls in flight to one
+    /// upstream: above it, every finished connection is closed and the next call connects again.
+    pub fn pool_limits(mut self, max_idle: u64, max_idle_per_host: u64) -> Self {
+        self.max_idle = max_idle.clamp(1, 4096) as usize;
+        self.max_idle_per_host = max_idle_per_host.clamp(1, 4096) as usize;
+        self
     }
 }
 
@@ -381,7 +389,7 @@ impl Inner {
     }
 
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin + 'static>(&self, io: S) -> Result<Sender, ClientError> {
-        let (sender, conn) = http1::handshake(FuturesIo::new(io)).await.map_err(|e| ClientError::Io(describe(&e)))?;
+        let (sender, conn) = http1::handshake(super::io::HyperIo::new(io)).await.map_err(|e| ClientError::Io(describe(&e)))?;
         // The connection future does the socket reads and writes for every request on it; it ends when
         // the socket closes or the last `SendRequest` is dropped (a call gives up, or the pool evicts it).
         self.ex

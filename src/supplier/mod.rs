@@ -207,7 +207,10 @@ pub fn start(
     let sessions = sessions::SessionCache::new(full_nodes, height::CurrentHeight::new(), sessions::DEFAULT_FAIL_TTL);
     // Lives as long as the process, like the listener.
     sessions::start_height_poll(&sessions, ex, Duration::from_millis(settings.height_poll_interval)).detach();
-    let mut backend_settings = ClientSettings::new(Duration::from_millis(settings.backend_timeout));
+    // The backend is the chain: its pool follows the chain keys (64 relays in flight to one
+    // backend with the default per-host bound of 32 closed and reopened a connection per relay).
+    let mut backend_settings = ClientSettings::new(Duration::from_millis(settings.backend_timeout))
+        .pool_limits(client_settings.chain_rpc_max_idle_connections, client_settings.chain_rpc_max_idle_conns_per_host);
     backend_settings.user_agent = client_settings.user_agent.clone();
     let edge = Rc::new(Edge {
         settings: settings.clone(),
