@@ -1,10 +1,12 @@
 //! HTTP on the executor: one server for every listener ([`server`]) and one keep-alive client
 //! for every outbound call ([`client`]), both hyper `http1` over async-io on the single
 //! `LocalExecutor` thread; the relay listener's [`router`] and the answer shapes ([`reply`]);
-//! their per-request timeouts share one coarse timer ([`deadline`]).
+//! their per-request timeouts share one coarse timer ([`deadline`]); [`io`] adapts the sockets to
+//! hyper.
 
 pub mod client;
 pub(crate) mod deadline;
+pub(crate) mod io;
 pub mod reply;
 pub mod router;
 pub mod server;

@@ -468,7 +468,7 @@ fn spawn_connection<'a>(stream: Async<TcpStream>, peer: SocketAddr, shared: &Rc<
 async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &Rc<Shared>, conn: &Rc<Conn>) {
     let timed_out = Rc::new(Cell::new(false));
     let smuggling = Rc::new(Cell::new(false));
-    let io = smol_hyper::rt::FuturesIo::new(GuardedStream::new(stream, shared.limits.write_timeout, timed_out.clone(), smuggling.clone()));
+    let io = super::io::HyperIo::new(GuardedStream::new(stream, shared.limits.write_timeout, timed_out.clone(), smuggling.clone()));
     let service = {
         let (shared, conn) = (shared.clone(), conn.clone());
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
