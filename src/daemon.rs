@@ -53,7 +53,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
     // One executor for the life of the process; leaking it gives tasks a 'static home.
     let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
     let app = Rc::new(App::new(&loaded, options.simulate_relay, queue, ex));
-    smol::block_on(ex.run(async {
+    crate::executor::run(ex, async {
         ex.spawn(writer_task).detach();
         ex.spawn(writer::watch_queue_file(store.clone())).detach();
         if loaded.settings.relay_durability == "async" {
@@ -112,7 +112,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
         let signal = serve_until_stop(&app).await;
         shutdown(&app, listener, signal, systemd.as_ref()).await;
         Ok(())
-    }))
+    })
 }
 
 /// Start the tasks of a node added by a hot reload: check loop, probes, notifier dispatcher.
