@@ -83,12 +83,23 @@ pub(super) fn put_u64(out: &mut Vec<u8>, field: u32, v: u64) {
 }
 
 /// A message field: always written when called (the callers decide nullability).
+/// The message is encoded in place and its key and length put in front of it afterwards (one
+/// move of its bytes instead of a buffer of its own per nesting level).
 pub(super) fn put_message(out: &mut Vec<u8>, field: u32, encode: impl FnOnce(&mut Vec<u8>)) {
-    let mut inner = Vec::new();
-    encode(&mut inner);
-    put_key(out, field, 2);
-    put_varint(out, inner.len() as u64);
-    out.extend_from_slice(&inner);
+    let start = out.len();
+    encode(out);
+    // Key and length as two varints: at most 5 + 10 bytes.
+    let (mut head, mut n) = ([0u8; 15], 0);
+    for mut v in [(u64::from(field) << 3) | 2, (out.len() - start) as u64] {
+        while v >= 0x80 {
+            head[n] = (v as u8) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        head[n] = v as u8;
+        n += 1;
+    }
+    out.splice(start..start, head[..n].iter().copied());
 }
 
 struct Reader<'a> {

@@ -56,6 +56,10 @@ pub struct FieldMismatch {
 /// poktroll `compareSessionHeaders` (§3.1 item 3): every field, not only the session id. Returns
 /// every mismatching field, in field order.
 pub fn compare_headers(relay: &SessionHeader, chain: &SessionHeader) -> Vec<FieldMismatch> {
+    // Every relay of a session takes this path: no texts built unless something differs.
+    if relay == chain {
+        return Vec::new();
+    }
     let pairs = [
         (HeaderField::ApplicationAddress, relay.application_address.clone(), chain.application_address.clone()),
         (HeaderField::ServiceId, relay.service_id.clone(), chain.service_id.clone()),
