@@ -1004,15 +1004,22 @@ def sc_shmaxrate(o):
     # 64 connections: with 16 meshd's core idled ~28 % waiting for fsync'd commits (sync durability).
     runs, relays, conns, secs = int(o.get("runs", 3)), int(o.get("relays", 20000)), int(o.get("conns", 64)), float(o.get("max_seconds", 20))
     suppliers, apps = int(o.get("suppliers", 10)), int(o.get("apps", 2))
-    floors, rates, rows, floor_foreign = [], [], [], []
+    floors, rates, rows, floor_foreign, floor_pairs = [], [], [], [], []
+    floor_relays = o.get("floor_relays", 2000)
     for r in range(runs):
-        f = sc_shcrypto({"runs": 1, "relays": o.get("floor_relays", 1000)})
-        floors.append(f["floor_relays_per_s_median"])
-        floor_foreign.append(f["core_foreign_util"])
+        # The floor just before and just after meshd's run, averaged: one floor takes well under a
+        # second, so a burst of host steal time in it alone moved single-floor ratios by ±30 %
+        # (bench/RESULTS.md, "executor pacing").
+        before = sc_shcrypto({"runs": 1, "relays": floor_relays})
         with ShStack(suppliers=suppliers, apps=apps) as st:
             st.start_meshd()
             s = st.sh_loadgen("--relays", relays, "--conns", conns, "--max-seconds", secs)
             m = st.wait_handed_off()
+        after = sc_shcrypto({"runs": 1, "relays": floor_relays})
+        pair = [before["floor_relays_per_s_median"], after["floor_relays_per_s_median"]]
+        floor_pairs.append(pair)
+        floors.append(round(sum(pair) / 2, 1))
+        floor_foreign.append([before["core_foreign_util"], after["core_foreign_util"]])
         non200 = sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["io_errors"].values())
         rates.append(s["ok_per_s"])
         row = brief(s)
@@ -1022,7 +1029,7 @@ def sc_shmaxrate(o):
         log(f"shmaxrate run {r}: floor {floors[-1]:.0f}/s, meshd {rates[-1]:.0f}/s, non-200 {non200}, core util {(s.get('window') or {}).get('meshd_core_util')}")
     fm, rm = med(floors), med(rates)
     return {"meshd_ok_per_s_median": round(rm, 1), "floor_median": fm, "ratio": round(rm / fm, 3) if fm else None, "goal_ratio": 0.6,
-            "non_200_total": sum(x["non_200"] for x in rows), "floors": floors, "floor_core_foreign_util": floor_foreign, "runs": rows,
+            "non_200_total": sum(x["non_200"] for x in rows), "floors": floors, "floor_before_after": floor_pairs, "floor_core_foreign_util": floor_foreign, "runs": rows,
             "params": {"runs": runs, "relays": relays, "conns": conns, "max_seconds": secs, "suppliers": suppliers, "apps": apps}}
 
 
