@@ -1009,7 +1009,7 @@ def sc_shmaxrate(o):
     for r in range(runs):
         # The floor just before and just after meshd's run, averaged: one floor takes well under a
         # second, so a burst of host steal time in it alone moved single-floor ratios by ±30 %
-        # (bench/RESULTS.md, "executor pacing").
+        # (bench/RESULTS.md, "executor pacing, backend pool, read buffers").
         before = sc_shcrypto({"runs": 1, "relays": floor_relays})
         with ShStack(suppliers=suppliers, apps=apps) as st:
             st.start_meshd()

@@ -7,7 +7,8 @@
 //! in `epoll_wait`, and every event is handed across threads (a futex wake-up, a context switch)
 //! to the executor. Here the loop turns the reactor (a non-blocking `epoll_wait`) after each
 //! [`REACTOR_TURN`] of task time and whenever the ready tasks are done, so the helper thread
-//! finds the reactor turning and stays asleep (bench/RESULTS.md, "executor pacing").
+//! finds the reactor turning and stays asleep (bench/RESULTS.md, "executor pacing, backend
+//! pool, read buffers").
 
 use std::future::Future;
 use std::time::{Duration, Instant};
