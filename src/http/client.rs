@@ -935,6 +935,28 @@ mod tests {
         assert_eq!(client.idle_connections(), 2);
     }
 
+    /// 40 calls in flight to one upstream, twice: with the default per-host bound (32) the second
+    /// wave has to connect again for the 8 closed after the first; with the config's bound
+    /// (`pool_limits`, what the Shannon backend client now uses) every connection is reused.
+    #[test]
+    fn pool_limits_keep_a_whole_wave_of_connections() {
+        for (settings, connections_after_two_waves) in [
+            (ClientSettings::new(Duration::from_secs(10)), 48),
+            (ClientSettings::new(Duration::from_secs(10)).pool_limits(2_500, 2_500), 40),
+        ] {
+            let server = ok_server();
+            let (ex, client) = client_with(settings);
+            for _ in 0..2 {
+                for answer in concurrent_gets(ex, &client, &server.url("/"), 40) {
+                    assert_eq!(answer.unwrap().status, 200);
+                }
+            }
+            assert_eq!(server.connections.load(SeqCst), connections_after_two_waves);
+        }
+        let clamped = ClientSettings::new(Duration::from_secs(1)).pool_limits(0, 1_000_000);
+        assert_eq!((clamped.max_idle, clamped.max_idle_per_host), (1, 4096));
+    }
+
     #[test]
     fn no_reuse_sends_connection_close_and_never_pools() {
         let server = ok_server();

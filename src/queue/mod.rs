@@ -2,6 +2,7 @@
 //! one fsync per batch of concurrent relays), deduplicated by proof hash, and kept until its
 //! servicer accepts the notify or it is moved, with its reason, to the dead-letter store.
 
+pub(crate) mod bytes_field;
 pub mod cli;
 pub mod guard;
 pub mod record;

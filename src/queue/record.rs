@@ -21,6 +21,7 @@ pub struct QueuedRelay {
     pub not_before_ms: u64,
     pub last_error: String,
     /// The relay exactly as the client sent it.
+    #[serde(with = "crate::queue::bytes_field")]
     pub relay_json: Vec<u8>,
 }
 
@@ -30,7 +31,9 @@ pub struct QueuedRelay {
 pub struct DeadLetter {
     pub reason: String,
     pub dead_at_ms: u64,
+    #[serde(with = "crate::queue::bytes_field")]
     pub pending_key: Vec<u8>,
+    #[serde(with = "crate::queue::bytes_field")]
     pub record: Vec<u8>,
 }
 

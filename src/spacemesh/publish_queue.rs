@@ -56,6 +56,7 @@ pub enum PublishState {
     Rejected {
         at_ms: u64,
         status: u16,
+        #[serde(with = "crate::queue::bytes_field")]
         body: Vec<u8>,
     },
     /// No node took it within `publish_max_age`: given up (its body dropped), kept as a
@@ -70,6 +71,7 @@ pub struct QueuedPublish {
     pub route: Route,
     pub content_type: String,
     /// The blob exactly as the smeshing service sent it (emptied once delivered).
+    #[serde(with = "crate::queue::bytes_field")]
     pub body: Vec<u8>,
     pub queued_at_ms: u64,
     /// Client address that queued it (stats and logs).

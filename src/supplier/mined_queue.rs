@@ -35,6 +35,7 @@ pub struct MinedRelay {
     pub compute_units: u64,
     pub relay_hash: [u8; 32],
     /// The dehydrated `Relay` (response payload removed, §4): the SMST leaf value.
+    #[serde(with = "crate::queue::bytes_field")]
     pub relay_bytes: Vec<u8>,
     pub served_at_ms: u64,
     /// Hand-off attempts Redis refused (a Redis outage does not count).
