@@ -7,8 +7,8 @@ generator, simulators) to the other (AUX_CPU, default 1), samples /proc/<meshd>/
 /proc/<meshd>/stat while it runs, prints a JSON result and appends it to bench/results/results.jsonl.
 
 Builds: BENCH_BUILD=shipped (default) benchmarks target/release/meshd exactly as Cargo.toml
-builds it; BENCH_BUILD=fast benchmarks target/bench-fast (the same sources with
-curve25519-dalek at opt-level 3, see RESULTS.md). The simulators and the load generator always
+builds it; BENCH_BUILD=fast benchmarks target/bench-fast (the same sources, everything at
+opt-level 3, see RESULTS.md). The simulators and the load generator always
 come from the fast build: they are the harness, and must not be what limits a measurement.
 """
 

@@ -53,7 +53,7 @@ pub fn run(loaded: Loaded, mut options: StartOptions) -> Result<(), String> {
     // One executor for the life of the process; leaking it gives tasks a 'static home.
     let ex: &'static smol::LocalExecutor<'static> = Box::leak(Box::new(smol::LocalExecutor::new()));
     let app = Rc::new(App::new(&loaded, options.simulate_relay, queue, ex));
-    crate::executor::run(ex, async {
+    crate::executor::run(ex, async move {
         ex.spawn(writer_task).detach();
         ex.spawn(writer::watch_queue_file(store.clone())).detach();
         if loaded.settings.relay_durability == "async" {
