@@ -874,6 +874,18 @@ def sc_burst(o):
             "unanswered_total": sum(x["unanswered"] for x in rows), "runs": rows}
 
 
+def seconds_until_logged(st, text, t0, timeout=10.0):
+    """Seconds from `t0` until `text` appears in the stack's meshd.log (polled every ms, so an
+    upper bound), or None after `timeout`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open(os.path.join(st.dir, "meshd.log")) as f:
+            if text in f.read():
+                return time.monotonic() - t0
+        time.sleep(0.001)
+    return None
+
+
 def sc_startup(o):
     keys, runs = int(o.get("keys", 500)), int(o.get("runs", 5))
     rows = []
@@ -882,13 +894,7 @@ def sc_startup(o):
             env = {"RUST_LOG": "info"}
             t0 = time.monotonic()
             port_s = st.start_meshd(env_extra=env)
-            ready_s = None
-            end = time.monotonic() + 10
-            while time.monotonic() < end and ready_s is None:
-                with open(os.path.join(st.dir, "meshd.log")) as f:
-                    if "meshd ready" in f.read():
-                        ready_s = time.monotonic() - t0  # upper bound: polled
-                time.sleep(0.001)
+            ready_s = seconds_until_logged(st, "event=ready listen=", t0)  # src/daemon.rs
             st.stop_meshd()
             # Log timestamps give the in-process view: first line to the ready line.
             rows.append({"port_accepting_ms": round(port_s * 1e3, 1), "ready_line_seen_ms": round(ready_s * 1e3, 1) if ready_s else None,
@@ -1095,13 +1101,7 @@ def sc_shstartup(o):
         for r in range(runs):
             t0 = time.monotonic()
             port_s = st.start_meshd(env_extra={"RUST_LOG": "info"})
-            ready_s = None
-            end = time.monotonic() + 10
-            while time.monotonic() < end and ready_s is None:
-                with open(os.path.join(st.dir, "meshd.log")) as f:
-                    if "event=shannon_ready" in f.read():
-                        ready_s = time.monotonic() - t0  # upper bound: polled
-                time.sleep(0.001)
+            ready_s = seconds_until_logged(st, "event=shannon_ready", t0)
             st.stop_meshd()
             rows.append({"port_accepting_ms": round(port_s * 1e3, 1), "ready_line_seen_ms": round(ready_s * 1e3, 1) if ready_s else None,
                          "first_start": r == 0})
