@@ -21,7 +21,7 @@ const REACTOR_TURN: Duration = Duration::from_micros(50);
 /// Run `main` to completion while driving `ex`'s tasks on the current thread. `main` is a task
 /// of its own, polled only when woken: polled beside the loop it ran on every turn (the
 /// daemon's waits on the signal pipe then cost a `read` that met `EAGAIN` each time).
-pub fn run<T: 'static>(ex: &'static smol::LocalExecutor<'static>, main: impl Future<Output = T> + 'static) -> T {
+pub(crate) fn run<T: 'static>(ex: &'static smol::LocalExecutor<'static>, main: impl Future<Output = T> + 'static) -> T {
     let main = ex.spawn(main);
     async_io::block_on(future::or(main, async {
         loop {

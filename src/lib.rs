@@ -16,7 +16,7 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "tools")]
 pub mod demo;
-pub mod executor;
+pub(crate) mod executor;
 pub mod exit_code;
 pub mod http;
 #[cfg(feature = "tools")]

@@ -940,10 +940,9 @@ mod tests {
     /// (`pool_limits`, what the Shannon backend client now uses) every connection is reused.
     #[test]
     fn pool_limits_keep_a_whole_wave_of_connections() {
-        for (settings, connections_after_two_waves) in [
-            (ClientSettings::new(Duration::from_secs(10)), 48),
-            (ClientSettings::new(Duration::from_secs(10)).pool_limits(2_500, 2_500), 40),
-        ] {
+        for (settings, connections_after_two_waves) in
+            [(ClientSettings::new(Duration::from_secs(10)), 48), (ClientSettings::new(Duration::from_secs(10)).pool_limits(2_500, 2_500), 40)]
+        {
             let server = ok_server();
             let (ex, client) = client_with(settings);
             for _ in 0..2 {

@@ -55,12 +55,21 @@ pub(super) fn decoded<T: Default>(buf: &[u8], merge: impl FnOnce(&mut T, &[u8]) 
 
 // ---- wire primitives (shared with `payload` and `mined`) ----
 
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// `v` as a protobuf varint: the bytes and how many of them are used.
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut n) = ([0u8; 10], 0);
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        bytes[n] = (v as u8) | 0x80;
         v >>= 7;
+        n += 1;
     }
-    out.push(v as u8);
+    bytes[n] = v as u8;
+    (bytes, n + 1)
+}
+
+pub(super) fn put_varint(out: &mut Vec<u8>, v: u64) {
+    let (bytes, n) = varint_bytes(v);
+    out.extend_from_slice(&bytes[..n]);
 }
 
 pub(super) fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
@@ -88,18 +97,9 @@ pub(super) fn put_u64(out: &mut Vec<u8>, field: u32, v: u64) {
 pub(super) fn put_message(out: &mut Vec<u8>, field: u32, encode: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     encode(out);
-    // Key and length as two varints: at most 5 + 10 bytes.
-    let (mut head, mut n) = ([0u8; 15], 0);
-    for mut v in [(u64::from(field) << 3) | 2, (out.len() - start) as u64] {
-        while v >= 0x80 {
-            head[n] = (v as u8) | 0x80;
-            v >>= 7;
-            n += 1;
-        }
-        head[n] = v as u8;
-        n += 1;
-    }
-    out.splice(start..start, head[..n].iter().copied());
+    let (key, key_len) = varint_bytes((u64::from(field) << 3) | 2);
+    let (len, len_len) = varint_bytes((out.len() - start) as u64);
+    out.splice(start..start, key[..key_len].iter().chain(&len[..len_len]).copied());
 }
 
 struct Reader<'a> {
