@@ -32,6 +32,7 @@ use meshd::protocol::keys::verify_hex;
 use meshd::protocol::relay::response_hash;
 use meshd::protocol::sortjson::sort_json_response;
 use meshd::protocol::{KeyPair, Payload, Relay, RelayProof};
+use meshd::relay::verified_tokens::VerifiedTokens;
 use meshd::sim::{ServicerSimConfig, SimApp};
 use serde_json::{json, Value};
 
@@ -733,11 +734,17 @@ fn check_signature(s: &Signed, tpl: &[Template], pop: &Population, body: &[u8]) 
 
 // ----- crypto floor ----------------------------------------------------------------------------
 
-/// The work every relay costs a servicer, with no I/O: what meshd's relay path cannot go below.
-fn crypto_once(body: &[u8], servicer: &KeyPair, sort: bool) -> usize {
+/// The work every relay costs meshd, with no I/O: what its relay path cannot go below. With
+/// `tokens` an app's token is verified once, as meshd does (src/relay/verified_tokens.rs);
+/// without, on every relay (the floor before meshd remembered tokens).
+fn crypto_once(body: &[u8], servicer: &KeyPair, tokens: Option<&VerifiedTokens>, sort: bool) -> usize {
     let relay = Relay::from_json(body).expect("pre-built relay parses");
     assert_eq!(relay.proof.request_hash, relay.request_hash_hex(), "request hash");
-    relay.proof.validate_basic().expect("valid proof (AAT + client signature)");
+    let valid = match tokens {
+        Some(tokens) => relay.proof.validate_basic_with(|aat| tokens.validate(aat)),
+        None => relay.proof.validate_basic(),
+    };
+    valid.expect("valid proof (AAT + client signature)");
     let proof_hash = relay.proof.hash();
     let response = if sort { sort_json_response(CHAIN_ANSWER) } else { CHAIN_ANSWER.to_string() };
     let signature = servicer.sign_hex(&response_hash(&response, &hex::encode(proof_hash)));
@@ -757,12 +764,14 @@ fn crypto(o: &Opts) -> Result<(), String> {
     let servicer = &pop.servicers[0];
     let mut full = Vec::new();
     let mut sorted = Vec::new();
+    let mut every_token = Vec::new();
     for _ in 0..runs {
-        for (sort, out) in [(false, &mut full), (true, &mut sorted)] {
+        for (sort, remember, out) in [(false, true, &mut full), (true, true, &mut sorted), (false, false, &mut every_token)] {
             let t = Instant::now();
             let mut sink = 0;
+            let tokens = VerifiedTokens::default();
             for b in &bodies {
-                sink += crypto_once(b.as_bytes(), servicer, sort);
+                sink += crypto_once(b.as_bytes(), servicer, remember.then_some(&tokens), sort);
             }
             std::hint::black_box(sink);
             out.push(n as f64 / t.elapsed().as_secs_f64());
@@ -803,6 +812,8 @@ fn crypto(o: &Opts) -> Result<(), String> {
         "floor_median": median(&mut full.clone()),
         "floor_with_sort_relays_per_s": sorted,
         "floor_with_sort_median": median(&mut sorted.clone()),
+        "floor_every_token_relays_per_s": every_token,
+        "floor_every_token_median": median(&mut every_token.clone()),
         "steps": steps,
     });
     println!("{summary}");

@@ -23,7 +23,8 @@ def line(e):
         return f"sync {r['sync_ok_per_s_median']:.0f}/s async {r['async_ok_per_s_median']:.0f}/s ratio {r['ratio_sync_over_async']}"
     if s == "maxrate":
         w = r["runs"][0]["window"] or {}
-        return (f"meshd {r['meshd_ok_per_s_median']:.0f}/s floor {r['floor_median']:.0f}/s ratio {r['ratio']}; "
+        every = f" (to the every-token floor {r['ratio_to_every_token_floor']})" if "ratio_to_every_token_floor" in r else ""
+        return (f"meshd {r['meshd_ok_per_s_median']:.0f}/s floor {r['floor_median']:.0f}/s ratio {r['ratio']}{every}; "
                 f"cpu/relay {w.get('meshd_cpu_us_per_ok_relay', 0):.0f} us, ctx/relay {w.get('meshd_ctx_switches_per_ok_relay') or 0:.1f}")
     if s == "drain":
         return f"drain {r['drain_per_s_median']}/s (after first accept {r['drain_per_s_after_first_median']}/s), {r['params']['relays']} relays"

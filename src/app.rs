@@ -24,6 +24,7 @@ use crate::ops::states::States;
 use crate::queue::Writer;
 use crate::relay::chain::{ChainHealth, ChainSet};
 use crate::relay::sessions::SessionCache;
+use crate::relay::verified_tokens::VerifiedTokens;
 use crate::servicer::api::ServicerEndpoint;
 use crate::servicer::fleet::{Fleet, Node};
 use crate::servicer::notifier::Notifier;
@@ -143,6 +144,8 @@ pub struct App {
     /// Keep-alive client for chain calls.
     pub chain_client: Client,
     pub sessions: SessionCache,
+    /// App auth tokens that passed validation (one ed25519 verification saved per relay).
+    pub(crate) verified_tokens: VerifiedTokens,
     pub notifier: Notifier,
     /// The durable relay queue (group-committing writer over the LMDB store).
     pub queue: Writer,
@@ -195,6 +198,7 @@ impl App {
             servicer_client,
             chain_client,
             sessions: SessionCache::new(),
+            verified_tokens: VerifiedTokens::default(),
             notifier: Notifier::new(),
             queue,
             counters: Counters::default(),

@@ -172,6 +172,13 @@ impl Aat {
     pub fn hash_hex(&self) -> String {
         hex::encode(self.hash())
     }
+    /// Identifies the token exactly: its signed fields and its signature. Two tokens with the
+    /// same identity get the same [`Aat::validate`] result.
+    pub fn identity(&self) -> [u8; 32] {
+        let mut bytes = self.preimage();
+        bytes.extend_from_slice(self.signature.as_bytes());
+        sha3(&bytes)
+    }
     /// Version, key formats and the app's signature; errors are code 4 with the inner message.
     pub fn validate(&self) -> Result<(), PocketError> {
         self.validate_inner().map_err(|inner| errors::invalid_token(&inner))
@@ -230,6 +237,12 @@ impl RelayProof {
     /// servicer key (6/42), blockchain (52/23/62), request-hash format (52/23/62), entropy (29),
     /// AAT (4), client signature over `hash()` (39/38/6/41).
     pub fn validate_basic(&self) -> Result<(), PocketError> {
+        self.validate_basic_with(Aat::validate)
+    }
+
+    /// [`RelayProof::validate_basic`] with the AAT step done by `validate_aat` (the daemon's
+    /// cache of tokens that already passed [`Aat::validate`], src/relay/verified_tokens.rs).
+    pub fn validate_basic_with(&self, validate_aat: impl FnOnce(&Aat) -> Result<(), PocketError>) -> Result<(), PocketError> {
         if self.session_block_height < 1 {
             return Err(errors::invalid_block_height());
         }
@@ -239,7 +252,7 @@ impl RelayProof {
         if self.entropy < 0 {
             return Err(errors::invalid_entropy());
         }
-        self.aat.validate()?;
+        validate_aat(&self.aat)?;
         signature_verification(&self.aat.client_pub_key, &self.hash(), &self.signature)
     }
 }

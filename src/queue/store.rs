@@ -515,6 +515,10 @@ impl Store {
         Ok(())
     }
 
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// Flush to disk (async durability calls this periodically).
     pub fn sync(&self) -> Result<(), String> {
         if self.durability == Durability::Async {

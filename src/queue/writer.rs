@@ -1,6 +1,7 @@
 //! Group commit: every queue write from the executor goes through one writer task, which
 //! takes all operations waiting at that moment and applies them in a single LMDB transaction
 //! on the dedicated `lmdb-writer` thread — one fsync for a whole burst of concurrent relays.
+//! With `async` durability (no fsync per commit) the task commits on the executor itself.
 //! A thread of its own rather than the blocking pool: it lives as long as the queue (the pool
 //! ends idle threads and starts new ones), and LMDB reads on the pool never wait behind a
 //! commit's fsync.
@@ -12,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{Store, WriteOp, WriteResult};
+use super::store::{Durability, Store, WriteOp, WriteResult};
 
 /// Most operations applied in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -143,8 +144,17 @@ impl Writer {
 }
 
 async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>, thread: WriterThread) {
+    // With async durability a commit only copies a few pages into the page cache (no fsync), so
+    // it runs here, on the executor: handing it to the writer thread and back cost two
+    // cross-thread wake-ups per relay, more than the commit (bench/RESULTS.md, "added latency").
+    // A flush (shutdown) still syncs on the writer thread.
+    let inline = store.durability() == Durability::Async;
     let mut failures = Throttle::default();
     while let Ok(first) = rx.recv().await {
+        if inline {
+            // Let the relays already running reach their commit: they join this batch.
+            futures_lite::future::yield_now().await;
+        }
         let mut ops = vec![first.op];
         let mut replies = vec![first.reply];
         while ops.len() < MAX_BATCH {
@@ -156,8 +166,12 @@ async fn run(store: Arc<Store>, rx: async_channel::Receiver<Request>, thread: Wr
                 Err(_) => break,
             }
         }
-        let batch_store = store.clone();
-        let outcome = thread.run(move || batch_store.apply(&ops)).await;
+        let outcome = if inline && !ops.iter().any(|op| matches!(op, WriteOp::Flush)) {
+            store.apply(&ops)
+        } else {
+            let batch_store = store.clone();
+            thread.run(move || batch_store.apply(&ops)).await
+        };
         match outcome {
             Ok(results) => {
                 // Committed into a file that is no longer at its path: not durable, so no 200.
@@ -221,6 +235,56 @@ pub async fn watch_queue_file(store: Arc<Store>) {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    /// A write that records which thread its transaction ran on.
+    struct WhereCommitted(std::sync::Mutex<Option<String>>);
+
+    impl crate::queue::ExtraWrite for Arc<WhereCommitted> {
+        fn apply(&self, _wtxn: &mut heed::RwTxn, _room: &mut crate::queue::Room) -> heed::Result<WriteResult> {
+            *self.0.lock().unwrap() = std::thread::current().name().map(str::to_owned);
+            Ok(WriteResult::Done)
+        }
+    }
+
+    /// The thread that committed a probe write; with `flush_with_it` the probe is submitted
+    /// and a flush written right behind it, so both are in one batch.
+    fn committed_on(durability: Durability, flush_with_it: bool) -> Option<String> {
+        let dir = crate::queue::test_dir("writer", &format!("{durability:?}-{flush_with_it}"));
+        let store = Arc::new(Store::open(&dir, 8, durability).unwrap());
+        let (writer, task) = Writer::new(store).unwrap();
+        let probe = Arc::new(WhereCommitted(std::sync::Mutex::new(None)));
+        let op = WriteOp::Extra(Box::new(probe.clone()));
+        std::thread::Builder::new()
+            .name("test-executor".into())
+            .spawn(move || {
+                let ex = smol::LocalExecutor::new();
+                ex.spawn(task).detach();
+                smol::block_on(ex.run(async {
+                    if flush_with_it {
+                        writer.submit(op);
+                        assert_eq!(writer.write(WriteOp::Flush).await, WriteResult::Done);
+                    } else {
+                        assert_eq!(writer.write(op).await, WriteResult::Done);
+                    }
+                }))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let name = probe.0.lock().unwrap().clone();
+        name
+    }
+
+    /// Sync commits wait for an fsync, so they run on the writer thread; async commits only
+    /// copy pages, so they run on the executor (no cross-thread hop per relay) — except a batch
+    /// with a flush, which syncs.
+    #[test]
+    fn async_commits_run_on_the_executor_and_sync_commits_on_the_writer_thread() {
+        assert_eq!(committed_on(Durability::Sync, false).as_deref(), Some("lmdb-writer"));
+        assert_eq!(committed_on(Durability::Async, false).as_deref(), Some("test-executor"));
+        assert_eq!(committed_on(Durability::Async, true).as_deref(), Some("lmdb-writer"));
+    }
 
     #[test]
     fn a_repeating_failure_logs_once_per_interval_with_the_count() {

@@ -204,7 +204,7 @@ async fn validate<'a>(app: &App, fleet: &'a Fleet, chains: &ChainSet, relay: &Re
     if !chains.contains(&proof.blockchain) {
         return Err(errors::unsupported_blockchain_node().into());
     }
-    proof.validate_basic()?;
+    proof.validate_basic_with(|aat| app.verified_tokens.validate(aat))?;
 
     if let Some(gate_error) = outage {
         // Served from the cache or refused with the gate's reason, as without the grace.
