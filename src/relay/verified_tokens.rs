@@ -3,7 +3,9 @@
 //! the client's own signature; the result depends on nothing but the token's bytes, so a token
 //! seen valid before is valid again. Only successes are remembered (a bad token costs its
 //! sender the verification every time), keyed by [`Aat::identity`] — the signed fields and the
-//! signature — and bounded: when full, the set starts over.
+//! signature — and bounded: when full, the set starts over. Anyone can sign valid tokens with
+//! a key of their own, so a flood of new ones can keep emptying the set; the worst case is
+//! then what no cache costs, one verification per relay.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
